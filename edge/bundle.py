@@ -1,0 +1,85 @@
+"""Model bundles (model.tflite + model.json): locate, verify checksum and contract, load metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+from .preprocess import CropSpec
+
+MODEL_FILE = "model.tflite"
+META_FILE = "model.json"
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified model bundle: where it is, its labels, and the crop contract it was trained on."""
+
+    directory: Path
+    labels: tuple[str, ...]
+    crop_spec: CropSpec
+    sha256: str
+    metadata: dict[str, Any] = field(repr=False, hash=False, compare=False)
+
+    @property
+    def model_path(self) -> Path:
+        return self.directory / MODEL_FILE
+
+    @property
+    def json_path(self) -> Path:
+        return self.directory / META_FILE
+
+
+def resolve_bundle_dir(location: str | Path | None) -> Path:
+    """A bundle directory from a directory, a model.json or model.tflite path, or None (default)."""
+    if location is None or str(location) == "":
+        return DEFAULT_BUNDLE
+    path = Path(location).expanduser()
+    if path.is_file() and path.name in (META_FILE, MODEL_FILE):
+        return path.parent
+    if path.suffix in (".tflite", ".json") and not path.exists():
+        raise ModelError(f"{path}: not found; pass a bundle directory holding {MODEL_FILE} and {META_FILE}")
+    return path
+
+
+def load_bundle(location: str | Path | None = None) -> Bundle:
+    """Read and verify a bundle; every failure names the file, the mismatch and the fix."""
+    directory = resolve_bundle_dir(location)
+    meta_path, model_path = directory / META_FILE, directory / MODEL_FILE
+    if not directory.is_dir():
+        raise ModelError(f"{directory}: bundle directory not found; give [classifier] model or "
+                         f"--model a directory made by maskipy-convert")
+    for needed in (meta_path, model_path):
+        if not needed.is_file():
+            raise ModelError(f"{needed}: missing from the bundle; copy the whole bundle made by "
+                             f"maskipy-convert ({MODEL_FILE} and {META_FILE})")
+    try:
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{meta_path}: not valid JSON ({exc}); re-run maskipy-convert") from None
+    try:
+        labels = tuple(metadata["labels"])
+        crop_spec = CropSpec.from_dict(metadata["preprocess"]["crop"])
+        expected = metadata["model"]["sha256"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{meta_path}: missing or invalid field {exc}; re-run maskipy-convert") from None
+    if not labels or len(set(labels)) != len(labels):
+        raise ModelError(f"{meta_path}: labels {labels} must be non-empty and unique")
+    actual = sha256_file(model_path)
+    if actual != expected:
+        raise ModelError(f"{model_path}: sha256 {actual[:12]}… does not match model.json's "
+                         f"{expected[:12]}…; the file is corrupt or from another bundle; copy it again")
+    return Bundle(directory, labels, crop_spec, actual, metadata)

@@ -1,0 +1,181 @@
+"""The edge's configuration: one INI file, every section a typed dataclass, validated up front."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .settings import parse_sections, read_ini, setting
+
+# Sections that other maskipy tools own; the edge leaves them to those tools.
+FOREIGN_SECTIONS = ("train", "convert", "deploy")
+
+COUNTED_CLASSES = ("properly_masked", "improperly_masked", "unmasked")
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """Where frames come from, and how hard to try when they stop."""
+
+    source: str = setting("picamera2", "picamera2, a device index or /dev/videoN, a video file, "
+                          "an rtsp:// URL, or an image folder")
+    width: int = setting(640, "capture width in pixels", low=64, high=4096)
+    height: int = setting(480, "capture height in pixels", low=48, high=4096)
+    fps: int = setting(15, "frames per second asked of the camera", low=1, high=120)
+    stall_seconds: float = setting(10.0, "reopen the source after this long without a frame",
+                                   low=0.5, high=600)
+    max_restarts_per_minute: int = setting(5, "exit non-zero (systemd restarts us) after this many "
+                                           "reopens within a minute", low=1, high=100)
+    loop: bool = setting(False, "replay a video file or folder forever instead of stopping at its end")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Face detector plug-in: OpenCV Haar cascades on a downscaled grey frame."""
+
+    type: str = setting("haar", "detector plug-in", choices=("haar",))
+    cascades: tuple[str, ...] = setting(
+        ("frontalface_default",), "cascade names from cv2.data (frontalface_default, "
+        "frontalface_alt2, profileface, ...) or paths to cascade XML files")
+    detect_width: int = setting(320, "run detection on a copy of the frame this wide (0: full size)",
+                                low=0, high=4096)
+    scale_factor: float = setting(1.1, "Haar pyramid step", low=1.01, high=2.0)
+    min_neighbors: int = setting(5, "Haar min neighbours; lower finds more faces and more false ones",
+                                 low=0, high=50)
+    min_face: int = setting(48, "smallest face to report, in full-frame pixels", low=8, high=2048)
+    equalize: bool = setting(True, "equalise the grey histogram before detecting")
+    every_n_frames: int = setting(1, "detect every Nth frame and follow tracks in between",
+                                  low=1, high=30)
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Mask classifier plug-in: a TFLite model bundle (model.tflite + model.json)."""
+
+    type: str = setting("tflite", "classifier plug-in", choices=("tflite",))
+    model: str = setting("", "bundle directory or model.json; empty: the bundled default model")
+    num_threads: int = setting(2, "interpreter threads", low=1, high=16)
+    labels: tuple[str, ...] = setting(COUNTED_CLASSES, "classes the model must provide "
+                                      "(a model may add a not_face reject class)")
+    reject_label: str = setting("not_face", "model label meaning 'not a face': such boxes are dropped")
+    min_confidence: float = setting(0.0, "ignore a frame's vote below this probability", low=0, high=1)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Follow faces across frames, vote a label per person, count each person once."""
+
+    iou_threshold: float = setting(0.3, "a box continues a track at or above this overlap",
+                                   low=0.01, high=1)
+    vote_frames: int = setting(5, "a person's label is the vote of their last N frames",
+                               low=1, high=100)
+    min_votes: int = setting(3, "frames needed before a person is counted", low=1, high=100)
+    expire_seconds: float = setting(2.0, "forget a track after this long unseen", low=0.1, high=600)
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    """What happens at the gate: LEDs, buzzer, event log."""
+
+    devices: tuple[str, ...] = setting(("log",), "outputs to drive: led, buzzer, log, null",
+                                       choices=("led", "buzzer", "log", "null"))
+    ok_led_pin: int | None = setting(17, "BCM pin of the green LED (lit while a person passes)",
+                                     low=0, high=40)
+    alert_led_pin: int | None = setting(27, "BCM pin of the red alert LED", low=0, high=40)
+    buzzer_pin: int | None = setting(22, "BCM pin of the buzzer", low=0, high=40)
+    active_high: bool = setting(True, "pins drive high to switch on (no: active-low wiring)")
+    alert_classes: tuple[str, ...] = setting(("improperly_masked", "unmasked"),
+                                             "classes that light the alert and beep")
+    beep_on_seconds: float = setting(0.15, "buzzer on time per beep", low=0.01, high=10)
+    beep_off_seconds: float = setting(0.1, "buzzer off time per beep", low=0.01, high=10)
+    beeps: int = setting(3, "beeps per alert", low=1, high=20)
+    hold_seconds: float = setting(2.0, "keep an LED lit this long after its person left",
+                                  low=0, high=60)
+
+
+@dataclass(frozen=True)
+class CountsConfig:
+    """Where counts and events are written."""
+
+    state_dir: Path = setting(Path("state"), "directory for events, totals and models")
+    flush_seconds: float = setting(30.0, "write totals at least this often", low=1, high=3600)
+    rotate_bytes: int = setting(10_000_000, "rotate the event log past this size", low=10_000,
+                                high=10_000_000_000)
+    keep_files: int = setting(5, "rotated event logs to keep", low=1, high=1000)
+
+
+@dataclass(frozen=True)
+class PreviewConfig:
+    """Seeing what the gate sees: a window when a display exists, or annotated frames on disk."""
+
+    window: bool = setting(False, "show a preview window (needs a display)")
+    annotate_dir: Path | None = setting(None, "write annotated frames here (empty: don't)")
+    annotate_video: Path | None = setting(None, "write an annotated .mp4/.avi here (empty: don't)")
+
+
+EDGE_SCHEMA: dict[str, type] = {
+    "camera": CameraConfig,
+    "detector": DetectorConfig,
+    "classifier": ClassifierConfig,
+    "tracking": TrackingConfig,
+    "outputs": OutputsConfig,
+    "counts": CountsConfig,
+    "preview": PreviewConfig,
+}
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """Every edge section, validated; ``path`` is where it came from (None: all defaults)."""
+
+    camera: CameraConfig
+    detector: DetectorConfig
+    classifier: ClassifierConfig
+    tracking: TrackingConfig
+    outputs: OutputsConfig
+    counts: CountsConfig
+    preview: PreviewConfig
+    path: str | None = None
+
+    def replace(self, section: str, **changes: Any) -> EdgeConfig:
+        """A copy with some keys of one section changed (how CLI overrides are applied)."""
+        updated = dataclasses.replace(getattr(self, section), **changes)
+        return dataclasses.replace(self, **{section: updated})
+
+
+def verify_config(config: EdgeConfig) -> None:
+    """Cross-section rules, Frigate style: each failure names both keys and the fix."""
+    where = config.path or "config"
+    unknown = set(config.outputs.alert_classes) - set(config.classifier.labels)
+    if unknown:
+        raise ConfigError(f"{where} [outputs] alert_classes = {', '.join(config.outputs.alert_classes)}: "
+                          f"{', '.join(sorted(unknown))} not in [classifier] labels; "
+                          f"use some of {', '.join(config.classifier.labels)}")
+    if config.tracking.min_votes > config.tracking.vote_frames:
+        raise ConfigError(f"{where} [tracking] min_votes = {config.tracking.min_votes}: more than "
+                          f"vote_frames = {config.tracking.vote_frames}; make it at most vote_frames")
+    outputs = config.outputs
+    pins = {name: getattr(outputs, f"{name}_pin") for name in ("ok_led", "alert_led", "buzzer")}
+    used = {"ok_led": "led" in outputs.devices, "alert_led": "led" in outputs.devices,
+            "buzzer": "buzzer" in outputs.devices}
+    seen: dict[int, str] = {}
+    for name, pin in pins.items():
+        if not used[name] or pin is None:
+            continue
+        if pin in seen:
+            raise ConfigError(f"{where} [outputs] {name}_pin = {pin}: already used by "
+                              f"{seen[pin]}_pin; give each device its own BCM pin")
+        seen[pin] = name
+
+
+def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
+    """Read and validate the edge config (None: built-in defaults)."""
+    parser = read_ini(path)
+    shown = str(path) if path is not None else "defaults"
+    sections = parse_sections(parser, EDGE_SCHEMA, shown, foreign=FOREIGN_SECTIONS)
+    config = EdgeConfig(**sections, path=shown)
+    verify_config(config)
+    return config
