@@ -49,6 +49,19 @@ class DetectorConfig:
     equalize: bool = setting(True, "equalise the grey histogram before detecting")
     every_n_frames: int = setting(1, "detect every Nth frame and follow tracks in between",
                                   low=1, high=30)
+    clahe: bool = setting(False, "with equalize, use local contrast (CLAHE) instead of one histogram "
+                          "for the whole frame, so a bright mask does not flatten the eyes")
+    border: float = setting(0.0, "pad the detection frame on each side by this fraction of its width "
+                            "(edge pixels repeated) so faces cut by the frame edge are found",
+                            low=0.0, high=0.5)
+    eye_cascades: tuple[str, ...] = setting(
+        (), "eye-pair stage: eye cascades (eye, eye_tree_eyeglasses) whose pairs of eyes give a face "
+        "box the face cascades missed, e.g. a masked face; empty: off")
+    eye_detect_width: int = setting(0, "run the eye-pair stage on a copy this wide; eyes need more "
+                                    "pixels than faces (0: detect_width)", low=0, high=4096)
+    eye_min_neighbors: int = setting(3, "Haar min neighbours of the eye cascades", low=0, high=50)
+    calibrate_boxes: bool = setting(False, "reframe boxes of the other cascades and the eye-pair stage "
+                                    "to look like frontalface_default boxes, so crops frame faces alike")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .config import DetectorConfig
 from .errors import ConfigError
+from .eyes import EyePairStage
 from .preprocess import Box
 
 
@@ -69,47 +70,95 @@ def resolve_cascade(name: str) -> Path:
     return bundled
 
 
+# How each source's boxes differ from frontalface_default's on the same faces: centre shift
+# (dx, dy) and size factor, in units of the source's box width. Measured by
+# bench/detector_recall.py --calibrate; applied when [detector] calibrate_boxes is on, so the
+# classifier sees a face framed alike whichever stage found it.
+FRAMING: dict[str, tuple[float, float, float]] = {
+    "frontalface_default": (0.0, 0.0, 1.0),
+}
+
+
+def reframe(box: Box, source: str) -> Box:
+    """``box`` moved and scaled the way ``source``'s boxes differ from frontalface_default's."""
+    dx, dy, scale = FRAMING.get(source, (0.0, 0.0, 1.0))
+    x, y, w, h = box
+    cx, cy = x + w / 2.0 + dx * w, y + h / 2.0 + dy * w
+    w2, h2 = w * scale, h * scale
+    return int(round(cx - w2 / 2.0)), int(round(cy - h2 / 2.0)), int(round(w2)), int(round(h2))
+
+
+def clip_box(box: Box, shape: tuple[int, ...]) -> Box | None:
+    """``box`` cut to the frame, or None when too little of it is left to be a face."""
+    x0, y0 = max(0, box[0]), max(0, box[1])
+    x1, y1 = min(shape[1], box[0] + box[2]), min(shape[0], box[1] + box[3])
+    if (x1 - x0) * (y1 - y0) < 0.5 * box[2] * box[3]:
+        return None
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def load_cascades(names: tuple[str, ...]) -> list[tuple[str, object]]:
+    """Named cascades as (name, cv2.CascadeClassifier), with ConfigErrors that say what to fix."""
+    import cv2
+
+    loaded: list[tuple[str, object]] = []
+    for name in names:
+        path = resolve_cascade(name)
+        cascade = cv2.CascadeClassifier(str(path))
+        if cascade.empty():
+            raise ConfigError(f"[detector] cascades: {name}: {path} is not a valid cascade XML file")
+        loaded.append((name, cascade))
+    return loaded
+
+
 class HaarDetector:
     """OpenCV Haar cascades, merged with non-maximum suppression.
 
     Detection runs on a grey copy of the frame scaled to ``detect_width`` (the slow stage on a Pi,
     so it works on as few pixels as will still find a ``min_face`` face) and boxes are mapped back
     to full-frame pixels. ``profileface`` also runs on the mirrored frame, since it only knows one side.
+    With ``eye_cascades`` an eye-pair stage adds faces whose lower half is hidden (by a mask).
     """
 
     def __init__(self, config: DetectorConfig) -> None:
         import cv2
 
         self.config = config
-        self._cascades: list[tuple[str, cv2.CascadeClassifier]] = []
-        for name in config.cascades:
-            path = resolve_cascade(name)
-            cascade = cv2.CascadeClassifier(str(path))
-            if cascade.empty():
-                raise ConfigError(f"[detector] cascades: {name}: {path} is not a valid cascade XML file")
-            self._cascades.append((name, cascade))
+        self._cascades = load_cascades(config.cascades)
         if not self._cascades:
             raise ConfigError("[detector] cascades: empty; name at least one, e.g. frontalface_default")
+        self._eyes: EyePairStage | None = None
+        if config.eye_cascades:
+            eyes = [c for _, c in load_cascades(config.eye_cascades)]
+            self._eyes = EyePairStage(eyes, config.scale_factor, config.eye_min_neighbors)
+        self._clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
 
-    def grey(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+    def grey(self, frame: np.ndarray, width: int | None = None) -> tuple[np.ndarray, float]:
         """The frame as the cascades see it, and the factor from its pixels back to the frame's."""
         import cv2
 
+        width = self.config.detect_width if width is None else width
         grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        width = grey.shape[1]
         factor = 1.0
-        if self.config.detect_width and width > self.config.detect_width:
-            factor = width / self.config.detect_width
-            size = (self.config.detect_width, max(1, int(round(grey.shape[0] / factor))))
+        if width and grey.shape[1] > width:
+            factor = grey.shape[1] / width
+            size = (width, max(1, int(round(grey.shape[0] / factor))))
             grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         if self.config.equalize:
-            grey = cv2.equalizeHist(grey)
+            grey = self._clahe.apply(grey) if self.config.clahe else cv2.equalizeHist(grey)
         return grey, factor
 
-    def detect(self, frame: np.ndarray) -> list[Detection]:
-        """All faces in a BGR or grey frame, strongest first."""
-        grey, factor = self.grey(frame)
-        min_side = max(8, int(round(self.config.min_face / factor)))
+    def _padded(self, grey: np.ndarray) -> tuple[np.ndarray, int]:
+        """``grey`` with its edge pixels repeated ``border`` wide, and that pad in pixels."""
+        import cv2
+
+        pad = int(round(self.config.border * grey.shape[1]))
+        if pad == 0:
+            return grey, 0
+        return cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE), pad
+
+    def _cascade_faces(self, grey: np.ndarray, min_side: int) -> list[Detection]:
+        """Face-cascade boxes in ``grey`` pixels."""
         found: list[Detection] = []
         for name, cascade in self._cascades:
             views = [(grey, False)]
@@ -122,10 +171,42 @@ class HaarDetector:
                 for (x, y, w, h), n in zip(boxes, np.ravel(neighbours), strict=False):
                     if mirrored:
                         x = image.shape[1] - x - w
-                    box = (int(round(x * factor)), int(round(y * factor)),
-                           int(round(w * factor)), int(round(h * factor)))
-                    found.append(Detection(box, float(n), name))
-        return non_max_suppression(found)
+                    found.append(Detection((int(x), int(y), int(w), int(h)), float(n), name))
+        return found
+
+    def _eye_faces(self, frame: np.ndarray) -> list[Detection]:
+        """Eye-pair face boxes in full-frame pixels."""
+        assert self._eyes is not None
+        grey, factor = self.grey(frame, self.config.eye_detect_width or self.config.detect_width)
+        grey, pad = self._padded(grey)
+        min_side = max(8, int(round(self.config.min_face / factor)))
+        # Below a frontal box's neighbour count, so NMS keeps the frontal box where both fired.
+        return [Detection(_to_frame(p.box, pad, factor), p.score / 10.0, "eyes")
+                for p in self._eyes.find(grey, min_side)]
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        """All faces in a BGR or grey frame, strongest first."""
+        grey, factor = self.grey(frame)
+        grey, pad = self._padded(grey)
+        min_side = max(8, int(round(self.config.min_face / factor)))
+        found = [Detection(_to_frame(d.box, pad, factor), d.score, d.source)
+                 for d in self._cascade_faces(grey, min_side)]
+        if self._eyes is not None:
+            found.extend(self._eye_faces(frame))
+        kept: list[Detection] = []
+        for det in found:
+            box = reframe(det.box, det.source) if self.config.calibrate_boxes else det.box
+            clipped = clip_box(box, frame.shape)
+            if clipped is not None:
+                kept.append(Detection(clipped, det.score, det.source))
+        return non_max_suppression(kept)
+
+
+def _to_frame(box: Box, pad: int, factor: float) -> Box:
+    """A box in padded detection pixels mapped back to full-frame pixels."""
+    x, y, w, h = box
+    return (int(round((x - pad) * factor)), int(round((y - pad) * factor)),
+            int(round(w * factor)), int(round(h * factor)))
 
 
 DETECTORS: dict[str, type] = {"haar": HaarDetector}

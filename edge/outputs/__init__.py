@@ -1,0 +1,83 @@
+"""Outputs: LEDs, buzzer, count log, preview; ``build_outputs`` composes them from the config."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..config import EdgeConfig
+from ..errors import OutputError
+from .base import Output
+
+__all__ = ["Output", "build_gpio_outputs", "build_outputs", "close_outputs"]
+
+log = logging.getLogger(__name__)
+
+
+def build_gpio_outputs(config: EdgeConfig, pin_factory: Any = None) -> list[Output]:
+    """The LED and buzzer outputs named by ``[outputs] devices`` (claims their pins)."""
+    from .gpio import BuzzerAlert, LedAlert
+
+    out = config.outputs
+    built: list[Output] = []
+    if "led" in out.devices:
+        built.append(LedAlert(out.ok_led_pin, out.alert_led_pin, alert_classes=out.alert_classes,
+                              hold_seconds=out.hold_seconds, active_high=out.active_high,
+                              pin_factory=pin_factory))
+    if "buzzer" in out.devices and out.buzzer_pin is not None:
+        built.append(BuzzerAlert(out.buzzer_pin, alert_classes=out.alert_classes,
+                                 on_time=out.beep_on_seconds, off_time=out.beep_off_seconds,
+                                 beeps=out.beeps, active_high=out.active_high, pin_factory=pin_factory))
+    return built
+
+
+def build_outputs(config: EdgeConfig, pin_factory: Any = None) -> list[Output]:
+    """The outputs named by ``[outputs] devices`` and ``[preview]``, in that order.
+
+    ``pin_factory`` goes to every gpiozero device (None: gpiozero's default, which honours
+    ``GPIOZERO_PIN_FACTORY``). If one output cannot be built, those already built are closed.
+    """
+    from .annotate import AnnotateOutput
+    from .counts import CountLog
+    from .null import NullOutput
+
+    built: list[Output] = []
+    try:
+        built.extend(build_gpio_outputs(config, pin_factory))
+        if "log" in config.outputs.devices:
+            c = config.counts
+            built.append(CountLog(c.state_dir, labels=config.classifier.labels,
+                                  flush_seconds=c.flush_seconds, rotate_bytes=c.rotate_bytes,
+                                  keep_files=c.keep_files))
+        if "null" in config.outputs.devices:
+            built.append(NullOutput())
+        p = config.preview
+        if p.window or p.annotate_dir is not None or p.annotate_video is not None:
+            built.append(AnnotateOutput(directory=p.annotate_dir, video=p.annotate_video,
+                                        window=p.window, fps=config.camera.fps))
+    except Exception as exc:
+        close_outputs(built)
+        if not _is_gpio_error(exc):
+            raise
+        raise OutputError(f"{config.path} [outputs] devices = {', '.join(config.outputs.devices)}: "
+                          f"cannot claim a GPIO pin ({type(exc).__name__}: {exc}); check the pin "
+                          f"numbers, or run off a Pi with GPIOZERO_PIN_FACTORY=mock") from exc
+    return built
+
+
+def _is_gpio_error(exc: BaseException) -> bool:
+    try:
+        from gpiozero import GPIOZeroError
+    except ImportError:
+        return False
+    return isinstance(exc, GPIOZeroError)
+
+
+def close_outputs(outputs: list[Output]) -> None:
+    """Close every output, in reverse order, even if one fails."""
+    for output in reversed(outputs):
+        try:
+            output.close()
+        # One broken output must not leave the others' pins claimed or counts unflushed.
+        except Exception as exc:
+            log.error("%s: close failed: %s", output.name, exc)

@@ -1,0 +1,57 @@
+"""Frame sources: one module per kind, picked by ``open_source(spec, config)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..config import CameraConfig
+from .base import FrameSource
+
+__all__ = ["FrameSource", "open_source", "source_kind"]
+
+_STREAMS = ("rtsp://", "rtsps://", "http://", "https://")
+
+
+def source_kind(spec: str) -> str:
+    """Which module handles ``spec``: picamera2, opencv or folder."""
+    from .opencv import parse_device
+
+    text = spec.strip()
+    if text.lower() == "picamera2" or text.lower().startswith("picamera2:"):
+        return "picamera2"
+    if parse_device(text) is not None or text.lower().startswith(_STREAMS):
+        return "opencv"
+    return "folder" if Path(text).expanduser().is_dir() else "opencv"
+
+
+def open_source(spec: str, config: Any) -> FrameSource:
+    """Open the source named by ``spec`` with the ``[camera]`` settings.
+
+    ``config`` is a CameraConfig (an EdgeConfig works too). Hardware libraries are imported
+    here, only for the kind asked for.
+    """
+    camera: CameraConfig = getattr(config, "camera", config)
+    kind = source_kind(spec)
+    if kind == "picamera2":
+        from .picamera2 import Picamera2Source
+
+        index = spec.partition(":")[2]
+        return Picamera2Source(width=camera.width, height=camera.height, fps=camera.fps,
+                               camera=int(index) if index.isdigit() else 0)
+    if kind == "folder":
+        from .folder import FolderSource
+
+        return FolderSource(Path(spec).expanduser(), loop=camera.loop)
+    from .opencv import OpenCVSource
+
+    target = spec if parse_url(spec) else str(Path(spec).expanduser())
+    return OpenCVSource(target, width=camera.width, height=camera.height, fps=camera.fps,
+                        loop=camera.loop)
+
+
+def parse_url(spec: str) -> bool:
+    """Whether ``spec`` is a network stream URL or device (left untouched by path expansion)."""
+    from .opencv import parse_device
+
+    return spec.lower().startswith(_STREAMS) or parse_device(spec) is not None

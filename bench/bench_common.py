@@ -1,0 +1,184 @@
+"""Shared helpers of the bench scripts: models, bundles, statistics, tables and JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+DATA = SHARED / "data"
+WEIGHTS = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+SEED_KERAS = REPO / "runs" / "model" / "model.keras"
+RESULTS = REPO / "bench" / "results"
+# Where a throwaway bundle is built when the shipped default is missing; outside the repo on purpose.
+SCRATCH = Path(os.environ.get("MASKIPY_BENCH_CACHE", "/tmp/maskipy-bench"))
+LABELS = ("properly_masked", "improperly_masked", "unmasked", "not_face")
+CROP = {"margin": 0.2, "size": 224, "interpolation": "auto", "colour_order": "rgb"}
+
+
+def summarize(samples_ms: Sequence[float]) -> dict[str, float | int]:
+    """Median, p90, mean and count of a list of milliseconds (zeros when empty)."""
+    if not samples_ms:
+        return {"median": 0.0, "p90": 0.0, "mean": 0.0, "n": 0}
+    ordered = sorted(samples_ms)
+    # Nearest-rank p90: no interpolation, so a value reported is one that was measured.
+    p90 = ordered[min(len(ordered) - 1, int(np.ceil(0.9 * len(ordered))) - 1)]
+    return {"median": round(statistics.median(ordered), 3), "p90": round(p90, 3),
+            "mean": round(statistics.fmean(ordered), 3), "n": len(ordered)}
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table, columns padded to their widest cell."""
+    cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return str(value)
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as indented JSON, creating the folder; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+def machine_info() -> dict[str, Any]:
+    """What ran the benchmark: CPU, cores, Python and library versions (numbers mean nothing without it)."""
+    info: dict[str, Any] = {"machine": platform.machine(), "processor": platform.processor() or "",
+                            "cpus": os.cpu_count(), "python": sys.version.split()[0],
+                            "platform": platform.platform()}
+    model = Path("/proc/device-tree/model")
+    if model.is_file():
+        info["board"] = model.read_text(errors="replace").strip("\x00\n")
+    try:
+        import cv2
+
+        info["opencv"] = cv2.__version__
+    except ImportError:
+        info["opencv"] = None
+    return info
+
+
+def tensorflow_available() -> bool:
+    """Whether TensorFlow can be imported (the seed's Keras model needs it; a Pi usually lacks it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def build_seed_model(weights: Path | None = WEIGHTS) -> Any:
+    """The seed's Keras float model: MobileNetV2-224 + MaxPool(7) → Flatten → 128 → 128 → 4 softmax.
+
+    Weights of the head do not matter for speed; the backbone gets the shared ImageNet weights when
+    present so activations (and int8 calibration ranges) look like a real model's.
+    """
+    import keras
+
+    use = str(weights) if weights is not None and Path(weights).is_file() else None
+    base = keras.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False, weights=use)
+    x = keras.layers.MaxPooling2D((7, 7))(base.output)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    out = keras.layers.Dense(len(LABELS), activation="softmax")(x)
+    return keras.Model(base.input, out, name="seed_mobilenetv2")
+
+
+def load_seed_model() -> tuple[Any, str]:
+    """The trainer's Keras model if it exists, else the seed architecture; and which one it is."""
+    import keras
+
+    if SEED_KERAS.is_file():
+        return keras.models.load_model(SEED_KERAS, compile=False), str(SEED_KERAS)
+    return build_seed_model(), "seed architecture, ImageNet backbone (runs/model/model.keras absent)"
+
+
+def calibration_crops(count: int = 32) -> np.ndarray:
+    """Real face crops (uint8 RGB, 224²) from realworld-photos, cut by the edge's crop contract."""
+    from maskipy.edge.preprocess import CropSpec, crop_face, read_image, whole_image_box
+
+    spec = CropSpec(**CROP)
+    paths = sorted((DATA / "realworld-photos").rglob("*.jpg"))[:: 37][:count]
+    crops = []
+    for path in paths:
+        image = read_image(str(path))
+        crops.append(crop_face(image, whole_image_box(image.shape, spec.margin), spec))
+    if not crops:
+        # Without the shared data, noise still gives the converter ranges to work with.
+        return np.random.default_rng(0).integers(0, 256, (count, 224, 224, 3), dtype=np.uint8)
+    return np.stack(crops)
+
+
+def convert_tflite(model: Any, *, int8: bool, crops: np.ndarray | None = None) -> bytes:
+    """A TFLite flatbuffer of ``model``: float32, or full-integer int8 calibrated on ``crops``."""
+    import tensorflow as tf
+
+    from maskipy.edge.preprocess import scale_pixels
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        samples = scale_pixels(crops if crops is not None else calibration_crops())
+
+        def representative() -> Any:
+            for sample in samples:
+                yield [sample[None]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def write_bundle(directory: Path, flatbuffer: bytes, note: str) -> Path:
+    """Write model.tflite + model.json (maskipy-bundle/1) into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model.tflite").write_bytes(flatbuffer)
+    meta = {"format": "maskipy-bundle/1", "labels": list(LABELS), "preprocess": {"crop": dict(CROP)},
+            "model": {"file": "model.tflite", "sha256": hashlib.sha256(flatbuffer).hexdigest()},
+            "note": note}
+    (directory / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    return directory
+
+
+def throwaway_bundle(kind: str = "int8") -> Path:
+    """A cached bench-only bundle (``int8`` or ``float32``) of the seed architecture, built once."""
+    directory = SCRATCH / f"bundle-{kind}"
+    if (directory / "model.json").is_file():
+        return directory
+    model, origin = load_seed_model()
+    flatbuffer = convert_tflite(model, int8=kind == "int8")
+    return write_bundle(directory, flatbuffer, f"bench throwaway {kind} model from {origin}")
+
+
+def resolve_bundle(location: str | Path | None = None) -> tuple[Path, str]:
+    """The int8 bundle to benchmark and where it came from: --model, the shipped default, or a throwaway."""
+    from maskipy.edge.bundle import DEFAULT_BUNDLE, MODEL_FILE
+
+    if location:
+        return Path(location), "given"
+    if (DEFAULT_BUNDLE / MODEL_FILE).is_file():
+        return DEFAULT_BUNDLE, "default"
+    if not tensorflow_available():
+        raise SystemExit(f"{DEFAULT_BUNDLE} has no model and TensorFlow is not installed to build a "
+                         f"throwaway one; pass --model BUNDLE_DIR")
+    return throwaway_bundle("int8"), "throwaway (default bundle missing)"

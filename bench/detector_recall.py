@@ -1,0 +1,231 @@
+"""Face-detector recall, false positives and speed for several [detector] configurations, side by side.
+
+    python bench/detector_recall.py [--data ../shared/data] [--per-class N] [--json OUT]
+
+What is measured, per configuration:
+
+* ``faces/`` per class: the image is used as it is (320 or 250 px); found = a box whose centre lies
+  in the middle half of the image and that is at least 15% of its width (the face fills the frame).
+* ``realworld-photos`` per class, in context: each crop (face box + 20% margin) with a face at least
+  48 px wide is scaled so its face is 56-160 px wide and pasted, with a feathered edge, at a random
+  spot (at least 24 px from the border) of a 640x480 frame whose background is the same crop blurred
+  and stretched (the photo's own colours without structure, and no hard paste edge for Haar to see).
+  Found = a box whose centre lies in the true face box and whose width is 0.5-2x the face's.
+* ``realworld-video/not_face``: the 64 px detector false positives pasted the same way (as if face
+  crops); the rate is the share of them that still yield a box overlapping the pasted crop.
+* ``scenes/``: the 10 uncropped photos scaled to 640 px wide (a camera frame); a false positive is a
+  box beyond the number of faces counted by eye in that photo (SCENE_FACES).
+* ms per 640x480 frame: mean detect() time over the composed real-photo frames, one thread.
+
+Everything is drawn from one seeded generator, so two runs give the same images and numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from maskipy.edge.config import DetectorConfig
+from maskipy.edge.detect import Detection, HaarDetector, iou
+
+CLASSES = ("improperly_masked", "properly_masked", "unmasked")
+FRAME = (480, 640)
+SEED = 0
+MARGIN = 0.2
+
+# Faces counted by eye in each scenes/ photo. with_mask/test3 has the barber's customer and, behind
+# him at the right edge, a masked hairdresser whose face is partly cut by the frame.
+SCENE_FACES = {
+    "scenes/improper/test1.jpg": 1, "scenes/improper/test2.jpg": 1, "scenes/improper/test3.jpg": 1,
+    "scenes/with_mask/test1.jpg": 1, "scenes/with_mask/test2.jpg": 1, "scenes/with_mask/test3.jpg": 2,
+    "scenes/with_mask/test4.jpg": 1, "scenes/with_mask/test5.jpg": 1,
+    "scenes/without_mask/test1.jpg": 1, "scenes/without_mask/test2.jpg": 1,
+}
+
+BASE = DetectorConfig()
+MULTI = replace(BASE, cascades=("frontalface_default", "frontalface_alt2"), min_neighbors=3)
+# The configurations compared; the first is today's default, the baseline for the cost ratio.
+CONFIGS: dict[str, DetectorConfig] = {
+    "default": BASE,
+    "default_mn3": replace(BASE, min_neighbors=3),
+    "default+alt2_mn3": MULTI,
+    "default+alt2_mn3_clahe": replace(MULTI, clahe=True),
+    "default+alt2_mn3_border": replace(MULTI, border=0.1),
+    "default+alt2_mn3+eyes640": replace(MULTI, eye_cascades=("eye",), eye_detect_width=640),
+    "default+alt2_mn3+eyes640_cal": replace(MULTI, eye_cascades=("eye",), eye_detect_width=640,
+                                            calibrate_boxes=True),
+    "default_mn3+eyes640_cal": replace(BASE, min_neighbors=3, eye_cascades=("eye",),
+                                       eye_detect_width=640, calibrate_boxes=True),
+    "lead_3casc_mn2_sf1.1": replace(BASE, cascades=("frontalface_default", "frontalface_alt2",
+                                                    "profileface"), min_neighbors=2),
+}
+
+
+@dataclass
+class Sample:
+    """One test image: the frame the detector sees and what counts as finding it."""
+
+    kind: str
+    label: str
+    frame: np.ndarray
+    face: tuple[int, int, int, int] | None = None
+    faces_by_eye: int = 0
+
+
+def read_manifest(data: Path) -> list[dict[str, str]]:
+    """The manifest's rows."""
+    with open(data / "manifest.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def pick(rows: list[dict[str, str]], rng: np.random.Generator, n: int) -> list[dict[str, str]]:
+    """``n`` rows drawn without replacement, in a seeded order."""
+    index = rng.permutation(len(rows))[:n]
+    return [rows[i] for i in sorted(index)]
+
+
+def compose(crop: np.ndarray, face_width: float, rng: np.random.Generator) -> tuple[np.ndarray, tuple]:
+    """Paste a box+20% crop into a 640x480 frame so its face is ``face_width`` px; returns frame, face box."""
+    scale = face_width * (1 + 2 * MARGIN) / crop.shape[1]
+    size = (max(2, int(round(crop.shape[1] * scale))), max(2, int(round(crop.shape[0] * scale))))
+    size = (min(size[0], FRAME[1] - 48), min(size[1], FRAME[0] - 48))
+    patch = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    background = cv2.resize(cv2.GaussianBlur(crop, (0, 0), max(2.0, crop.shape[1] / 8)),
+                            (FRAME[1], FRAME[0]), interpolation=cv2.INTER_LINEAR)
+    x0 = int(rng.integers(24, FRAME[1] - size[0] - 24 + 1))
+    y0 = int(rng.integers(24, FRAME[0] - size[1] - 24 + 1))
+    # A feathered alpha: a hard rectangle edge is a strong Haar feature that real photos lack.
+    alpha = np.zeros((size[1], size[0]), np.float32)
+    edge = max(2, size[0] // 12)
+    alpha[edge:-edge, edge:-edge] = 1.0
+    alpha = cv2.GaussianBlur(alpha, (0, 0), edge / 2.0)[..., None]
+    frame = background.astype(np.float32)
+    region = frame[y0:y0 + size[1], x0:x0 + size[0]]
+    frame[y0:y0 + size[1], x0:x0 + size[0]] = alpha * patch + (1 - alpha) * region
+    fw, fh = size[0] / (1 + 2 * MARGIN), size[1] / (1 + 2 * MARGIN)
+    face = (int(x0 + size[0] * MARGIN / (1 + 2 * MARGIN)), int(y0 + size[1] * MARGIN / (1 + 2 * MARGIN)),
+            int(fw), int(fh))
+    return frame.astype(np.uint8), face
+
+
+def load_samples(data: Path, per_class: int) -> list[Sample]:
+    """The seeded sample: faces/, composed real photos and not_face crops, and the 10 scenes."""
+    rng = np.random.default_rng(SEED)
+    rows = read_manifest(data)
+    samples: list[Sample] = []
+    for label in CLASSES:
+        for row in pick([r for r in rows if r["path"].startswith(f"faces/{label}/")], rng, per_class):
+            samples.append(Sample("faces", label, cv2.imread(str(data / row["path"]))))
+    for label in CLASSES:
+        real = [r for r in rows if r["path"].startswith(f"realworld-photos/{label}/")
+                and int(r["width"]) / (1 + 2 * MARGIN) >= 48]
+        for row in pick(real, rng, per_class):
+            native = int(row["width"]) / (1 + 2 * MARGIN)
+            width = rng.uniform(56, min(160.0, max(57.0, native * 1.5)))
+            frame, face = compose(cv2.imread(str(data / row["path"])), width, rng)
+            samples.append(Sample("real", label, frame, face))
+    for row in pick([r for r in rows if r["path"].startswith("realworld-video/not_face/")], rng, per_class):
+        frame, face = compose(cv2.imread(str(data / row["path"])), rng.uniform(56, 100), rng)
+        samples.append(Sample("not_face", "not_face", frame, face))
+    for path, count in SCENE_FACES.items():
+        image = cv2.imread(str(data / path))
+        image = cv2.resize(image, (640, int(round(image.shape[0] * 640 / image.shape[1]))),
+                           interpolation=cv2.INTER_LINEAR)
+        samples.append(Sample("scenes", path, image, faces_by_eye=count))
+    return samples
+
+
+def found(sample: Sample, detections: list[Detection]) -> bool:
+    """Whether ``detections`` count as finding ``sample``'s face (see the module docstring)."""
+    h, w = sample.frame.shape[:2]
+    for d in detections:
+        x, y, bw, bh = d.box
+        cx, cy = x + bw / 2, y + bh / 2
+        if sample.kind == "faces":
+            if w / 4 <= cx <= 3 * w / 4 and h / 4 <= cy <= 3 * h / 4 and bw >= 0.15 * w:
+                return True
+        elif sample.kind == "real":
+            fx, fy, fw, fh = sample.face
+            if fx <= cx <= fx + fw and fy <= cy <= fy + fh and 0.5 * fw <= bw <= 2 * fw:
+                return True
+        elif sample.kind == "not_face" and iou(d.box, sample.face) > 0:
+            return True
+    return False
+
+
+def evaluate(config: DetectorConfig, samples: Iterable[Sample]) -> dict[str, float]:
+    """One configuration's rates, false positives and speed over ``samples``."""
+    detector = HaarDetector(config)
+    hits: dict[str, list[bool]] = {}
+    fps: list[int] = []
+    times: list[float] = []
+    for sample in samples:
+        start = time.perf_counter()
+        detections = detector.detect(sample.frame)
+        elapsed = time.perf_counter() - start
+        if sample.kind == "scenes":
+            fps.append(max(0, len(detections) - sample.faces_by_eye))
+            continue
+        if sample.frame.shape[:2] == FRAME:
+            times.append(elapsed)
+        hits.setdefault(f"{sample.kind}/{sample.label}", []).append(found(sample, detections))
+    result = {key: float(np.mean(value)) for key, value in sorted(hits.items())}
+    result["scenes/fp_per_photo"] = float(np.mean(fps))
+    result["ms_per_640x480"] = 1000.0 * float(np.mean(times))
+    return result
+
+
+COLUMNS = [("faces/improperly_masked", "fc.imp"), ("faces/properly_masked", "fc.pro"),
+           ("faces/unmasked", "fc.unm"), ("real/improperly_masked", "rw.imp"),
+           ("real/properly_masked", "rw.pro"), ("real/unmasked", "rw.unm"),
+           ("scenes/fp_per_photo", "FP/ph"), ("not_face/not_face", "notface"), ("ms_per_640x480", "ms")]
+
+
+def print_table(results: dict[str, dict[str, float]]) -> None:
+    """The results, one configuration a row."""
+    width = max(len(name) for name in results)
+    print(f"{'config':<{width}} " + " ".join(f"{short:>7}" for _, short in COLUMNS) + "    x")
+    base = next(iter(results.values()))["ms_per_640x480"]
+    for name, result in results.items():
+        cells = " ".join(f"{result.get(key, float('nan')):7.2f}" if key != "ms_per_640x480"
+                         else f"{result[key]:7.1f}" for key, _ in COLUMNS)
+        print(f"{name:<{width}} {cells} {result['ms_per_640x480'] / base:4.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every configuration in CONFIGS (or --configs) on one seeded sample; print and save."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--per-class", type=int, default=50,
+                        help="images per class and set (7 x N + 10 images in all; keep it <= 55 on a "
+                             "shared machine)")
+    parser.add_argument("--configs", default="", help="comma-separated names from CONFIGS (default: all)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    cv2.setNumThreads(1)
+    names = [n for n in args.configs.split(",") if n] or list(CONFIGS)
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        print(f"detector_recall: error: unknown config {unknown}; known: {', '.join(CONFIGS)}",
+              file=sys.stderr)
+        return 1
+    samples = load_samples(args.data, args.per_class)
+    results = {name: evaluate(CONFIGS[name], samples) for name in names}
+    print_table(results)
+    if args.json:
+        payload = {"seed": SEED, "per_class": args.per_class, "scene_faces": SCENE_FACES,
+                   "results": results}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

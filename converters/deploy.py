@@ -1,0 +1,268 @@
+"""maskipy-deploy: copy a bundle to Pis with scp, check it there, install it or roll back."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from maskipy.edge.bundle import META_FILE, MODEL_FILE, Bundle, load_bundle, sha256_file
+from maskipy.edge.errors import DeployError, MaskipyError
+
+DEFAULT_STATE_DIR = "/var/lib/maskipy"
+DEFAULT_CONFIG = "/etc/maskipy/config.ini"
+# Remote paths travel through a remote shell: allow only characters that need no quoting there.
+SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
+# Seconds per step: a Pi Zero takes a while to import the TFLite runtime and validate.
+STEP_TIMEOUT = {"prepare": 60, "copy": 300, "verify": 60, "install": 300, "rollback": 300, "cleanup": 60}
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    """How to reach the Pis: the user's own ssh config and keys, never a password prompt."""
+
+    port: int | None = None
+    identity: str | None = None
+    options: tuple[str, ...] = ()
+    connect_timeout: int = 10
+
+    def _common(self) -> list[str]:
+        # ssh keeps the first value it sees for an option, so the user's -o come first and win.
+        args = [arg for option in self.options for arg in ("-o", option)]
+        args += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}"]
+        return args + (["-i", self.identity] if self.identity else [])
+
+    def ssh(self, host: str, command: str) -> list[str]:
+        port = ["-p", str(self.port)] if self.port else []
+        return ["ssh", *self._common(), *port, "--", host, command]
+
+    def scp(self, files: Sequence[Path], host: str, remote_dir: str) -> list[str]:
+        port = ["-P", str(self.port)] if self.port else []
+        return ["scp", "-B", "-q", *self._common(), *port, "--", *map(str, files),
+                f"{_scp_host(host)}:{remote_dir}/"]
+
+
+def _scp_host(host: str) -> str:
+    """scp reads ``host:path``, so an IPv6 literal needs brackets."""
+    user, at, name = host.rpartition("@")
+    return f"{user}{at}[{name}]" if ":" in name and not name.startswith("[") else host
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command run locally against one host; ``name`` is what the summary reports."""
+
+    name: str
+    argv: list[str]
+
+
+@dataclass(frozen=True)
+class HostResult:
+    host: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do on every host: the same remote layout and command, a fresh upload dir each."""
+
+    ssh: SshOptions
+    state_dir: str
+    config: str
+    remote_command: tuple[str, ...]
+    bundle: Bundle | None
+
+    def edge(self, *args: str) -> str:
+        config = ["--config", self.config] if self.config else []
+        words = [*self.remote_command, "bundle", *args, "--state-dir", self.state_dir, *config]
+        return shlex.join(words)
+
+    def steps(self, host: str) -> tuple[list[Step], Step | None]:
+        """The steps for ``host`` and the cleanup that runs after them whatever happened."""
+        if self.bundle is None:
+            return [Step("rollback", self.ssh.ssh(host, self.edge("rollback")))], None
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        upload = f"{self.state_dir}/models/incoming/{stamp}-{secrets.token_hex(4)}"
+        files = [self.bundle.directory / MODEL_FILE, self.bundle.directory / META_FILE]
+        sums = " ".join(f"{sha256_file(f)} {f.name}" for f in files)
+        # umask 027: the service user reads the upload through the incoming dir's group.
+        prepare = f"umask 027 && mkdir -p -- {self.state_dir}/models/incoming && mkdir -- {upload}"
+        verify = f"cd -- {upload} && printf '%s  %s\\n' {sums} | sha256sum --check --strict --quiet -"
+        steps = [Step("prepare", self.ssh.ssh(host, prepare)),
+                 Step("copy", self.ssh.scp(files, host, upload)),
+                 Step("verify", self.ssh.ssh(host, verify)),
+                 Step("install", self.ssh.ssh(host, self.edge("install", upload)))]
+        return steps, Step("cleanup", self.ssh.ssh(host, f"rm -rf -- {upload}"))
+
+
+_print_lock = threading.Lock()
+
+
+def say(host: str, text: str) -> None:
+    with _print_lock:
+        print(f"{host}: {text}", flush=True)
+
+
+def _reason(completed: subprocess.CompletedProcess[str]) -> str:
+    """The line of a failed command worth showing: its error line, else its last words."""
+    lines = [line.strip() for line in (completed.stderr + "\n" + completed.stdout).splitlines()
+             if line.strip()]
+    errors = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
+    return (errors or lines or [f"exit status {completed.returncode}"])[-1]
+
+
+def run_step(host: str, step: Step) -> str:
+    """Run one step; its last stdout line on success, DeployError naming the step otherwise."""
+    try:
+        completed = subprocess.run(step.argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                   timeout=STEP_TIMEOUT[step.name], check=False)
+    except subprocess.TimeoutExpired:
+        raise DeployError(f"{step.name}: no answer within {STEP_TIMEOUT[step.name]} s") from None
+    if completed.returncode != 0:
+        hint = "; check the host name, ssh keys and that the Pi is on" if completed.returncode == 255 else ""
+        raise DeployError(f"{step.name}: {_reason(completed)}{hint}")
+    out = [line for line in completed.stdout.splitlines() if line.strip()]
+    return out[-1] if out else "ok"
+
+
+def deploy_host(plan: Plan, host: str, dry_run: bool) -> HostResult:
+    """Every step on one host, stopping at the first failure; the upload is always cleaned up."""
+    steps, cleanup = plan.steps(host)
+    if dry_run:
+        for step in [*steps, *([cleanup] if cleanup else [])]:
+            say(host, f"would {step.name}: {shlex.join(step.argv)}")
+        return HostResult(host, True, "dry run: nothing changed")
+    done: list[str] = []
+    try:
+        for step in steps:
+            detail = run_step(host, step)
+            done.append(step.name)
+            say(host, f"{step.name}: {detail}")
+        return HostResult(host, True, detail)
+    except DeployError as exc:
+        say(host, f"FAILED {exc}")
+        return HostResult(host, False, str(exc))
+    finally:
+        if cleanup is not None and done:  # nothing to clean when not even the upload dir was made
+            try:
+                run_step(host, cleanup)
+            except DeployError as exc:
+                say(host, f"warning: could not remove the upload ({exc}); the Pi prunes it within a day")
+
+
+def summary(results: Sequence[HostResult]) -> str:
+    width = max(len("host"), *(len(r.host) for r in results))
+    rows = [f"{'host':<{width}}  result  detail"]
+    rows += [f"{r.host:<{width}}  {'ok' if r.ok else 'FAILED':<6}  {r.detail}" for r in results]
+    failed = sum(not r.ok for r in results)
+    rows.append(f"{len(results)} host(s): {len(results) - failed} ok, {failed} failed")
+    return "\n".join(rows)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes become DeployError, so they print like every other error and exit 1."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise DeployError(f"{message} (see maskipy-deploy --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="maskipy-deploy", description=(
+        "Copy a model bundle to one or more Pis over ssh, check its sha256 there, and install it "
+        "with 'maskipy-edge bundle install' (validated, swapped atomically, service reloaded). "
+        "Uses your ssh config and keys; never asks for a password."),
+        epilog="examples: maskipy-deploy runs/convert/bundle pi@gate1 pi@gate2\n"
+               "          maskipy-deploy --rollback pi@gate1",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", nargs="+", metavar="BUNDLE HOST",
+                        help="the bundle directory, then hosts ([user@]host or ssh config aliases); "
+                             "with --rollback only hosts")
+    parser.add_argument("--rollback", action="store_true", help="make each host's previous model current")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands; copy and change nothing")
+    parser.add_argument("-o", "--ssh-option", action="append", default=[], metavar="OPTION",
+                        help="extra ssh/scp option, e.g. -o ProxyJump=bastion (repeatable)")
+    parser.add_argument("-p", "--port", type=int, help="ssh port (default: ssh config or 22)")
+    parser.add_argument("-i", "--identity", help="ssh private key (default: ssh config / agent)")
+    parser.add_argument("--connect-timeout", type=int, default=10,
+                        help="seconds to wait for ssh (default 10)")
+    parser.add_argument("--remote-state-dir", default=DEFAULT_STATE_DIR,
+                        help=f"the service's state dir on the Pi (default {DEFAULT_STATE_DIR})")
+    parser.add_argument("--remote-config", default=DEFAULT_CONFIG,
+                        help=f"the edge config on the Pi (default {DEFAULT_CONFIG}; '' for none)")
+    parser.add_argument("--remote-command", default="maskipy-edge",
+                        help="how to run maskipy-edge on the Pi (default maskipy-edge), e.g. "
+                             "'sudo -n -u maskipy /opt/maskipy/bin/maskipy-edge'")
+    parser.add_argument("-j", "--jobs", type=int, default=4, help="hosts deployed at once (default 4)")
+    return parser
+
+
+def make_plan(args: argparse.Namespace) -> tuple[Plan, list[str]]:
+    """Check the arguments and the local bundle before touching any host."""
+    targets = list(args.targets)
+    bundle = None if args.rollback else load_bundle(targets.pop(0))
+    if not targets:
+        raise DeployError("no host given; name at least one [user@]host after the bundle")
+    for host in targets:
+        if host.startswith("-") or not host.strip():
+            raise DeployError(f"host {host!r}: not a host name; put options before the bundle")
+    paths = {"--remote-state-dir": args.remote_state_dir, "--remote-config": args.remote_config}
+    for name, path in paths.items():
+        if path and not SAFE_PATH.match(path):
+            raise DeployError(f"{name} {path!r}: use a path of letters, digits and ._/+- only")
+    if not args.dry_run:
+        for tool in ("ssh", "scp"):
+            if shutil.which(tool) is None:
+                raise DeployError(f"{tool} not found; install OpenSSH (apt-get install openssh-client)")
+    ssh = SshOptions(args.port, args.identity, tuple(args.ssh_option), args.connect_timeout)
+    remote = tuple(shlex.split(args.remote_command))
+    if not remote:
+        raise DeployError("--remote-command is empty; give the path of maskipy-edge on the Pi")
+    return Plan(ssh, args.remote_state_dir, args.remote_config, remote, bundle), targets
+
+
+def deploy(args: argparse.Namespace) -> int:
+    plan, hosts = make_plan(args)
+    if plan.bundle is not None:
+        print(f"bundle {plan.bundle.directory}: sha256 {plan.bundle.sha256[:12]}, "
+              f"labels {','.join(plan.bundle.labels)}")
+    if args.dry_run:
+        print("dry run: nothing is copied or changed")
+    # A dry run goes one host at a time so its listing reads in order.
+    workers = 1 if args.dry_run else max(1, min(args.jobs, len(hosts)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda host: deploy_host(plan, host, args.dry_run), hosts))
+    print(summary(results))
+    failed = [r.host for r in results if not r.ok]
+    if failed:
+        print(f"maskipy-deploy: error: failed on {', '.join(failed)}; a host whose install step "
+              f"failed still runs its old model", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``maskipy-deploy BUNDLE HOST [HOST...]`` or ``maskipy-deploy --rollback HOST [HOST...]``."""
+    try:
+        return deploy(build_parser().parse_intermixed_args(argv))
+    except (MaskipyError, OSError) as exc:
+        if os.environ.get("DEBUG"):
+            traceback.print_exc()
+        print(f"maskipy-deploy: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

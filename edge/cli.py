@@ -1,0 +1,216 @@
+"""The ``maskipy-edge`` command: run the gate, check a setup, print an example config, manage bundles."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .config import EDGE_SCHEMA, EdgeConfig, load_edge_config
+from .errors import CameraError, MaskipyError, OutputError
+from .settings import describe
+
+log = logging.getLogger(__name__)
+
+PROG = "maskipy-edge"
+# The bundle manager (maskipy.edge.swap) reads this to send SIGHUP after installing a model.
+PID_FILE = "maskipy-edge.pid"
+
+
+def write_pid_file(state_dir: Path) -> Path:
+    """Record this process's pid under the state directory."""
+    path = Path(state_dir) / PID_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the pid file ({exc}); set [counts] state_dir "
+                          f"or --state-dir to a writable place") from None
+    return path
+
+
+def remove_pid_file(path: Path) -> None:
+    """Remove the pid file if it is still ours (a newer process may have replaced it)."""
+    try:
+        if path.read_text(encoding="utf-8").split()[:1] == [str(os.getpid())]:
+            path.unlink()
+    except (OSError, IndexError) as exc:
+        log.debug("pid file %s: %s", path, exc)
+
+
+def load_config(args: argparse.Namespace) -> EdgeConfig:
+    """The config file (or defaults) with the command line's overrides applied."""
+    config = load_edge_config(args.config)
+    if getattr(args, "source", None):
+        config = config.replace("camera", source=args.source)
+    if getattr(args, "model", None):
+        config = config.replace("classifier", model=str(args.model))
+    if getattr(args, "state_dir", None):
+        config = config.replace("counts", state_dir=Path(args.state_dir))
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the gate until the source ends, --max-frames, SIGTERM or Ctrl-C."""
+    import signal
+
+    from .runtime import EdgeRuntime, install_signal_handlers
+
+    config = load_config(args)
+    runtime = EdgeRuntime(config)
+    previous = install_signal_handlers(runtime)
+    pid_file = write_pid_file(config.counts.state_dir)
+    try:
+        counts = runtime.run(max_frames=args.max_frames)
+    finally:
+        remove_pid_file(pid_file)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    timing = runtime.timer.as_dict()
+    print(f"{timing['frames']} frames, {timing['faces']} faces")
+    for label in config.classifier.labels:
+        print(f"{label}: {counts.get(label, 0)}")
+    return 0
+
+
+def _check_model(config: EdgeConfig) -> str:
+    from .bundle import load_bundle
+    from .classify import build_classifier
+    from .runtime import resolve_model
+
+    bundle = load_bundle(resolve_model(config))
+    classifier = build_classifier(config.classifier, bundle)
+    size = bundle.crop_spec.size
+    classifier.classify(np.zeros((1, size, size, 3), np.uint8))
+    return f"{bundle.directory} ({', '.join(bundle.labels)}; {classifier.runtime})"
+
+
+def _check_source(config: EdgeConfig) -> str:
+    from .sources import open_source
+
+    with open_source(config.camera.source, config.camera) as source:
+        for _ in range(50):
+            frame = source.read()
+            if frame is not None:
+                return f"{source.name} gave a {frame.shape[1]}x{frame.shape[0]} frame"
+            if source.exhausted:
+                break
+    raise CameraError(f"{config.camera.source}: opened but gave no frame; check the camera or file")
+
+
+def _check_gpio(config: EdgeConfig) -> str:
+    from .outputs import build_gpio_outputs, close_outputs
+
+    wanted = [d for d in config.outputs.devices if d in ("led", "buzzer")]
+    if not wanted:
+        return "no GPIO outputs configured"
+    outputs = build_gpio_outputs(config, None)
+    close_outputs(outputs)
+    return f"{', '.join(wanted)} pins claimable"
+
+
+def _check_state_dir(config: EdgeConfig) -> str:
+    state = Path(config.counts.state_dir)
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        probe = state / ".check"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        raise MaskipyError(f"{state}: not writable ({exc}); set [counts] state_dir or --state-dir") from None
+    return f"{state} writable"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Preflight: config, model, source, GPIO and state directory, each ✓ or ✗."""
+    try:
+        config = load_config(args)
+    except MaskipyError as exc:
+        print(f"✗ config: {exc}")
+        return 1
+    print(f"✓ config: {config.path}")
+    checks: list[tuple[str, Callable[[EdgeConfig], str]]] = [
+        ("model", _check_model), ("source", _check_source), ("gpio", _check_gpio),
+        ("state", _check_state_dir)]
+    failed = 0
+    for name, check in checks:
+        try:
+            print(f"✓ {name}: {check(config)}")
+        except (MaskipyError, OSError) as exc:
+            failed += 1
+            print(f"✗ {name}: {exc}")
+        except Exception as exc:
+            # gpiozero's pin errors are not ours; report them as a failed check, not a crash.
+            failed += 1
+            print(f"✗ {name}: {type(exc).__name__}: {exc}")
+    return 1 if failed else 0
+
+
+def cmd_example_config(args: argparse.Namespace) -> int:
+    """Print an example config.ini listing every key with its default."""
+    print(describe(EDGE_SCHEMA), end="")
+    return 0
+
+
+def cmd_bundle(argv: Sequence[str]) -> int:
+    """Hand ``bundle ...`` to the bundle manager (maskipy.edge.swap)."""
+    try:
+        from . import swap
+    except ImportError as exc:
+        if getattr(exc, "name", None) not in (None, f"{__package__}.swap"):
+            raise
+        raise MaskipyError("bundle: this install has no bundle manager (maskipy.edge.swap)") from None
+    return int(swap.main(list(argv)) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; each subcommand's help is its function's docstring."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="config.ini (default: built-in defaults)")
+    common.add_argument("--source", help="override [camera] source")
+    common.add_argument("--model", help="override [classifier] model (a bundle directory)")
+    common.add_argument("--state-dir", help="override [counts] state_dir")
+    run = sub.add_parser("run", parents=[common], help=cmd_run.__doc__, description=cmd_run.__doc__)
+    run.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check", parents=[common], help=cmd_check.__doc__,
+                           description=cmd_check.__doc__)
+    check.set_defaults(func=cmd_check)
+    example = sub.add_parser("example-config", help=cmd_example_config.__doc__)
+    example.set_defaults(func=cmd_example_config)
+    sub.add_parser("bundle", help=cmd_bundle.__doc__, add_help=False)
+    return parser
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``maskipy-edge``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["bundle"]:
+            return cmd_bundle(argv[1:])
+        args = build_parser().parse_args(argv)
+        setup_logging(args.verbose)
+        return args.func(args)
+    except MaskipyError as exc:
+        if os.environ.get("DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

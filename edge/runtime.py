@@ -1,0 +1,279 @@
+"""The gate's frame loop: capture, detect, crop, classify, track and drive the outputs."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bundle import Bundle, load_bundle
+from .classify import build_classifier
+from .config import EdgeConfig
+from .detect import Detection, build_detector
+from .errors import MaskipyError
+from .outputs import Output, build_outputs, close_outputs
+from .preprocess import Box, crop_face
+from .sdnotify import SystemdNotifier
+from .sources import FrameSource, open_source
+from .tracking import CountEvent, Observation, Tracker
+from .watchdog import Heartbeat, SourceWatchdog, heartbeat_path
+
+log = logging.getLogger(__name__)
+
+STAGES = ("capture", "detect", "preprocess", "classify", "track_outputs")
+STATUS_SECONDS = 10.0
+
+
+class StageTimer:
+    """Seconds spent per pipeline stage, summed over a run; ``as_dict()`` is what bench/ reads."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self.frames = 0
+        self.inferred_frames = 0
+        self.faces = 0
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def as_dict(self) -> dict[str, Any]:
+        """``frames``, ``inferred_frames``, ``faces``, ``seconds`` and ``ms_per_frame`` per stage."""
+        per_frame = {k: 1000.0 * v / self.frames if self.frames else 0.0 for k, v in self.seconds.items()}
+        return {"frames": self.frames, "inferred_frames": self.inferred_frames, "faces": self.faces,
+                "seconds": dict(self.seconds), "ms_per_frame": per_frame}
+
+
+def current_bundle_dir(state_dir: Path) -> Path | None:
+    """The bundle deployed into ``<state_dir>/models/current``, if the swap module is installed."""
+    try:
+        from .swap import current_bundle_dir as swapped
+    except ImportError as exc:
+        if getattr(exc, "name", None) not in (None, f"{__package__}.swap"):
+            raise
+        return None
+    return swapped(state_dir)
+
+
+def resolve_model(config: EdgeConfig, model: str | Path | None = None) -> str | Path | None:
+    """The bundle to load: ``--model``, ``[classifier] model``, the deployed one, else the default (None)."""
+    if model:
+        return model
+    if config.classifier.model:
+        return config.classifier.model
+    return current_bundle_dir(config.counts.state_dir)
+
+
+def crop_faces(frame: np.ndarray, detections: list[Detection],
+               bundle: Bundle) -> tuple[list[Box], np.ndarray]:
+    """Boxes and uint8 crops of the detections, cut by the bundle's crop contract."""
+    boxes: list[Box] = []
+    crops: list[np.ndarray] = []
+    for detection in detections:
+        try:
+            crops.append(crop_face(frame, detection.box, bundle.crop_spec))
+        except ValueError as exc:
+            log.debug("skipping box %s: %s", detection.box, exc)
+            continue
+        boxes.append(detection.box)
+    size = bundle.crop_spec.size
+    return boxes, (np.stack(crops) if crops else np.empty((0, size, size, 3), np.uint8))
+
+
+def to_observations(boxes: list[Box], probs: np.ndarray, labels: tuple[str, ...]) -> list[Observation]:
+    """One Observation per box: the most probable label and its probability."""
+    best = np.argmax(probs, axis=1) if len(boxes) else []
+    return [Observation(box, labels[int(i)], float(p[int(i)])) for box, i, p in zip(boxes, best, probs,
+                                                                                     strict=True)]
+
+
+class EdgeRuntime:
+    """The gate: detector, classifier, source and outputs built once, then the frame loop.
+
+    ``run()`` sends READY=1 (everything is up by then), loops until the source ends, ``max_frames``,
+    or ``stop()``, and returns this run's counts per class. ``request_reload()`` (SIGHUP) swaps the
+    model between frames and keeps the old one if the new one fails. Timings: ``timer.as_dict()``::
+
+        runtime = EdgeRuntime(load_edge_config("config.ini"), source="demo/")
+        install_signal_handlers(runtime)
+        counts = runtime.run(max_frames=100)
+    """
+
+    def __init__(self, config: EdgeConfig, *, source: str | None = None, model: str | Path | None = None,
+                 pin_factory: Any = None, notifier: SystemdNotifier | None = None,
+                 source_opener: Callable[[], FrameSource] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.config, self.model_location = config, model
+        self.source_spec = source or config.camera.source
+        self.notifier = notifier if notifier is not None else SystemdNotifier()
+        self._clock, self._wall_clock = clock, wall_clock
+        self.timer, self.counts = StageTimer(), Counter()
+        self.reloads = self.reload_failures = 0
+        self._stop, self._reload = threading.Event(), threading.Event()
+        self._closed, self._last_status = False, float("-inf")
+        self.outputs: list[Output] = []
+        self.watchdog: SourceWatchdog | None = None
+        self.detector = build_detector(config.detector)
+        self.bundle, self.classifier = self.load_model()
+        try:
+            self.outputs = build_outputs(config, pin_factory)
+            opener = source_opener or (lambda: open_source(self.source_spec, config.camera))
+            self.watchdog = SourceWatchdog(
+                opener, stall_seconds=config.camera.stall_seconds,
+                max_restarts_per_minute=config.camera.max_restarts_per_minute,
+                heartbeat=Heartbeat(heartbeat_path(config.counts.state_dir)), clock=clock)
+        except BaseException:
+            self.close()
+            raise
+        self.stills = self.watchdog.source is not None and self.watchdog.source.stills
+        self.tracker = self._make_tracker()
+
+    def _make_tracker(self) -> Tracker:
+        c = self.config.classifier
+        tracker = Tracker(self.config.tracking, reject_label=c.reject_label, min_confidence=c.min_confidence)
+        if self.stills:
+            # Unrelated photos: nothing to follow or vote across, each face is judged on its own.
+            log.info("%s: still images, each face counted from its own frame", self.source_spec)
+            return tracker.with_config(vote_frames=1, min_votes=1)
+        return tracker
+
+    def load_model(self) -> tuple[Bundle, Any]:
+        """Load and verify the bundle named by ``resolve_model`` and build its classifier."""
+        bundle = load_bundle(resolve_model(self.config, self.model_location))
+        return bundle, build_classifier(self.config.classifier, bundle)
+
+    def run(self, max_frames: int | None = None) -> dict[str, int]:
+        """The frame loop; closes everything on the way out and returns this run's counts."""
+        self.notifier.ready(self.status_line())
+        log.info("%s: running with model %s (%s)", self.source_spec, self.bundle.directory,
+                 self.bundle.sha256[:12])
+        try:
+            while not self._stop.is_set() and (max_frames is None or self.timer.frames < max_frames):
+                if self._reload.is_set():
+                    self.reload_model()
+                frame = self.capture()
+                if frame is not None:
+                    self.process(frame)
+                elif self.watchdog.exhausted:
+                    log.info("%s: end of source after %d frames", self.source_spec, self.timer.frames)
+                    break
+        finally:
+            self.close()
+        return dict(self.counts)
+
+    def capture(self) -> np.ndarray | None:
+        """The next frame through the watchdog (which reopens a stalled source)."""
+        with self.timer.stage("capture"):
+            return self.watchdog.read()
+
+    def process(self, frame: np.ndarray) -> list[CountEvent]:
+        """Run one frame through the pipeline and the outputs; the people counted in it."""
+        now = self._clock()
+        self._ping(now)
+        infer = self.stills or self.timer.frames % self.config.detector.every_n_frames == 0
+        self.timer.frames += 1
+        observations = self.observe(frame) if infer else None
+        with self.timer.stage("track_outputs"):
+            if self.stills:
+                self.tracker.clear()
+            if observations is None:
+                self.tracker.expire(now)
+                events: list[CountEvent] = []
+            else:
+                events = self.tracker.update(observations, now, self._wall_clock())
+            self._emit(frame, events)
+        return events
+
+    def observe(self, frame: np.ndarray) -> list[Observation]:
+        """Detect, crop and classify the faces of one frame."""
+        self.timer.inferred_frames += 1
+        with self.timer.stage("detect"):
+            detections = self.detector.detect(frame)
+        with self.timer.stage("preprocess"):
+            boxes, crops = crop_faces(frame, detections, self.bundle)
+        if not boxes:
+            return []
+        self.timer.faces += len(boxes)
+        with self.timer.stage("classify"):
+            probs = self.classifier.classify(crops)
+        return to_observations(boxes, probs, self.classifier.labels)
+
+    def _emit(self, frame: np.ndarray, events: list[CountEvent]) -> None:
+        for event in events:
+            self.counts[event.label] += 1
+            log.info("%s: counted person #%d as %s (%.2f)", self.source_spec, event.track_id,
+                     event.label, event.confidence)
+            for output in self.outputs:
+                output.on_count(event)
+        for output in self.outputs:
+            output.on_frame(self.tracker.tracks, frame)
+
+    def _ping(self, now: float) -> None:
+        # WATCHDOG=1 only from here: a frame loop stuck anywhere stops the pings and systemd acts.
+        self.notifier.watchdog(now)
+        if now - self._last_status >= STATUS_SECONDS:
+            self._last_status = now
+            self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        counted = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nobody yet"
+        return f"{self.source_spec}: {self.timer.frames} frames; counted {counted}"
+
+    def request_reload(self) -> None:
+        """Ask the loop to reload the model before its next frame (the SIGHUP handler)."""
+        self._reload.set()
+
+    def reload_model(self) -> bool:
+        """Load the model again (a new bundle may have been deployed); keep the old one on failure."""
+        self._reload.clear()
+        self.notifier.reloading(self._clock)
+        try:
+            bundle, classifier = self.load_model()
+        except MaskipyError as exc:
+            self.reload_failures += 1
+            log.error("reload: keeping model %s: %s", self.bundle.directory, exc)
+            ok = False
+        else:
+            self.bundle, self.classifier = bundle, classifier
+            self.reloads += 1
+            log.info("reload: now using model %s (%s)", bundle.directory, bundle.sha256[:12])
+            ok = True
+        self.notifier.ready(self.status_line())
+        return ok
+
+    def stop(self) -> None:
+        """Ask the loop to finish after the current frame (SIGTERM, Ctrl-C)."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Flush counts, release GPIO and the source; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.notifier.stopping()
+        close_outputs(self.outputs)
+        if self.watchdog is not None:
+            self.watchdog.close()
+        log.info("timings: %s", self.timer.as_dict()["ms_per_frame"])
+        self.notifier.close()
+
+
+def install_signal_handlers(runtime: EdgeRuntime) -> dict[int, Any]:
+    """SIGHUP reloads the model, SIGTERM and SIGINT stop the loop; returns the previous handlers."""
+    handlers = {signal.SIGHUP: lambda *_: runtime.request_reload(),
+                signal.SIGTERM: lambda *_: runtime.stop(),
+                signal.SIGINT: lambda *_: runtime.stop()}
+    return {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}

@@ -1,0 +1,66 @@
+"""A source that reads the images of a folder (and its subfolders) in name order."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CameraError, ImageError
+from ..preprocess import read_image
+from .base import FrameSource
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Every image under ``folder``, sorted by path so runs are repeatable."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+class FolderSource(FrameSource):
+    """Each image of a folder is one frame; unreadable images are skipped with a warning.
+
+    The frames are unrelated photos (``stills``), so the runtime judges each on its own. The run
+    ends after the last image unless ``loop``::
+
+        source = FolderSource("demo/", loop=False)
+    """
+
+    stills = True
+
+    def __init__(self, folder: str | Path, *, loop: bool = False) -> None:
+        super().__init__(str(folder))
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise CameraError(f"{folder}: image folder not found; give an existing folder of JPEG/PNG files")
+        self.paths = list_images(self.folder)
+        if not self.paths:
+            raise CameraError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder; "
+                              f"add some or pick another source")
+        self.loop = loop
+        self.current: Path | None = None
+        self._index = 0
+        self._delivered_this_pass = False
+
+    def _read(self) -> np.ndarray | None:
+        while True:
+            if self._index >= len(self.paths):
+                # A pass with no readable image would loop forever doing nothing.
+                if not self.loop or not self._delivered_this_pass:
+                    self.exhausted = True
+                    return None
+                self._index, self._delivered_this_pass = 0, False
+            path = self.paths[self._index]
+            self._index += 1
+            try:
+                frame = read_image(str(path))
+            except ImageError as exc:
+                log.warning("%s: skipping %s: %s", self.name, path.name, exc)
+                continue
+            self.current = path
+            self._delivered_this_pass = True
+            return frame

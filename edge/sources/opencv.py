@@ -1,0 +1,84 @@
+"""A source over cv2.VideoCapture: USB cameras, /dev/videoN, video files and rtsp/http streams."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CameraError
+from .base import FrameSource
+
+log = logging.getLogger(__name__)
+
+_DEVICE = re.compile(r"^(?:/dev/video)?(\d+)$")
+_STREAM = ("rtsp://", "rtsps://", "http://", "https://")
+
+
+def parse_device(spec: str) -> int | None:
+    """The device index of ``2`` or ``/dev/video2``; None for files and URLs."""
+    match = _DEVICE.match(spec.strip())
+    return int(match.group(1)) if match else None
+
+
+class OpenCVSource(FrameSource):
+    """Frames from OpenCV: a V4L2 device, a video file or a network stream.
+
+    A video file is finite: it ends the run at its last frame, or starts again with ``loop``.
+    Devices are asked for ``width``x``height`` at ``fps``; what they give is what we use::
+
+        source = OpenCVSource("/dev/video0", width=640, height=480, fps=15)
+    """
+
+    def __init__(self, spec: str, *, width: int = 640, height: int = 480, fps: int = 15,
+                 loop: bool = False) -> None:
+        import cv2
+
+        super().__init__(spec)
+        self.device = parse_device(spec)
+        self.is_stream = spec.lower().startswith(_STREAM)
+        self.is_file = self.device is None and not self.is_stream
+        self.loop = loop
+        if self.is_file and not Path(spec).is_file():
+            raise CameraError(f"{spec}: video file not found; give a camera index, /dev/videoN, "
+                              f"a video file, an rtsp:// URL or an image folder")
+        target = self.device if self.device is not None else spec
+        self._capture = cv2.VideoCapture(target)
+        if not self._capture.isOpened():
+            self._capture.release()
+            raise CameraError(f"{spec}: OpenCV cannot open it; {self._hint()}")
+        if self.device is not None:
+            self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+            self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+            self._capture.set(cv2.CAP_PROP_FPS, fps)
+        log.info("%s: opened (%dx%d)", self.name, int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                 int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+
+    def _hint(self) -> str:
+        if self.device is not None:
+            return "is the camera plugged in (ls /dev/video*) and not used by another program?"
+        if self.is_stream:
+            return "check the URL, the network and the camera's credentials"
+        return "is it a video OpenCV can decode (mp4, avi, mkv)?"
+
+    def _read(self) -> np.ndarray | None:
+        ok, frame = self._capture.read()
+        if ok and frame is not None:
+            return frame
+        if self.is_file:
+            if not self.loop:
+                self.exhausted = True
+                return None
+            import cv2
+
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._capture.read()
+            if ok and frame is not None:
+                return frame
+            self.exhausted = True
+        return None
+
+    def _close(self) -> None:
+        self._capture.release()

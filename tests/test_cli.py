@@ -1,0 +1,140 @@
+"""The maskipy-edge command: run on real scenes with mock GPIO, check, example-config, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from maskipy.edge.cli import main
+from maskipy.edge.config import load_edge_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_example_config_prints_a_loadable_ini(capsys, tmp_path):
+    assert main(["example-config"]) == 0
+    text = capsys.readouterr().out
+    assert "[camera]" in text and "[preview]" in text
+    (tmp_path / "c.ini").write_text(text)
+    assert load_edge_config(tmp_path / "c.ini").camera.source == "picamera2"
+
+
+def test_config_error_is_one_line_without_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DEBUG", raising=False)
+    bad = tmp_path / "bad.ini"
+    bad.write_text("[camera]\nfps = 0\n")
+    assert main(["run", "--config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"maskipy-edge: error: {bad} [camera] fps = 0: out of range")
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DEBUG", "1")
+    assert main(["run", "--config", str(tmp_path / "absent.ini")]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_check_reports_each_step(tmp_path, capsys, bundle_dir, scenes_dir, mock_factory):
+    config = tmp_path / "c.ini"
+    config.write_text(f"[outputs]\ndevices = led, buzzer, log\n[classifier]\nmodel = {bundle_dir}\n")
+    code = main(["check", "--config", str(config), "--source", str(scenes_dir),
+                 "--state-dir", str(tmp_path / "state")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for name in ("config", "model", "source", "gpio", "state"):
+        assert f"✓ {name}: " in out
+
+
+def test_check_fails_on_a_missing_source_and_a_bad_model(tmp_path, capsys):
+    code = main(["check", "--source", str(tmp_path / "nowhere.mp4"), "--model", str(tmp_path / "nomodel"),
+                 "--state-dir", str(tmp_path / "state")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "✓ config: defaults" in out
+    assert "✗ model: " in out and "bundle directory not found" in out
+    assert "✗ source: " in out and "nowhere.mp4" in out
+
+
+def test_bundle_is_handed_to_the_bundle_manager(capsys, tmp_path):
+    try:
+        import maskipy.edge.swap  # noqa: F401
+    except ImportError:
+        assert main(["bundle", "status"]) == 1
+        assert "maskipy-edge: error: bundle:" in capsys.readouterr().err
+        return
+    assert main(["bundle", "status", "--state-dir", str(tmp_path)]) == 0
+    assert str(tmp_path) in capsys.readouterr().out
+
+
+def test_run_on_the_scenes_counts_logs_and_drives_mock_pins(tmp_path, bundle_dir, scenes_dir, capsys,
+                                                           mock_factory, monkeypatch):
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
+    config = tmp_path / "c.ini"
+    config.write_text("[outputs]\ndevices = led, buzzer, log\nbeep_on_seconds = 0.01\n"
+                      f"beep_off_seconds = 0.01\n[preview]\nannotate_dir = {tmp_path / 'annotated'}\n")
+    state = tmp_path / "state"
+    code = main(["run", "--config", str(config), "--source", str(scenes_dir), "--model", str(bundle_dir),
+                 "--state-dir", str(state), "--max-frames", "20"])
+    out = capsys.readouterr().out
+    assert code == 0
+    printed = dict(line.split(": ") for line in out.splitlines() if ": " in line)
+    assert set(printed) == {"properly_masked", "improperly_masked", "unmasked"}
+    total = sum(int(v) for v in printed.values())
+    assert out.startswith("10 frames") and total > 0
+    events = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
+    assert len(events) == total and all(len(e["box"]) == 4 and e["label"] in printed for e in events)
+    assert len(list((tmp_path / "annotated").glob("*.jpg"))) == 10
+    led_changes = [len(mock_factory.pin(p).states) for p in (17, 27)]
+    assert sum(led_changes) >= 2  # an LED went on and off again at close
+
+
+def test_the_entry_point_runs_as_a_process():
+    result = subprocess.run([sys.executable, "-c", "from maskipy.edge.cli import main; "
+                             "raise SystemExit(main(['example-config']))"],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0 and "[classifier]" in result.stdout
+
+
+def test_sighup_reloads_and_sigterm_flushes_a_real_process(tmp_path, bundle_dir, scene_frames, make_video):
+    import signal
+    import threading
+    import time
+
+    video = make_video([scene_frames[0]] * 5)
+    state = tmp_path / "state"
+    config = tmp_path / "c.ini"
+    config.write_text("[camera]\nloop = yes\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "maskipy.edge.cli", "run", "--config", str(config), "--source", str(video),
+         "--model", str(bundle_dir), "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+
+    def wait_for(text: str) -> bool:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            if any(text in line for line in lines):
+                return True
+            time.sleep(0.05)
+        return False
+
+    try:
+        assert wait_for("running with model"), "".join(lines)
+        assert (state / "maskipy-edge.pid").read_text().strip() == str(process.pid)
+        process.send_signal(signal.SIGHUP)
+        assert wait_for("reload: now using model"), "".join(lines)
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reader.join(5)
+    assert process.returncode == 0, "".join(lines)
+    assert "properly_masked: " in out and "unmasked: " in out
+    assert (state / "totals.json").is_file() and not (state / "maskipy-edge.pid").exists()

@@ -1,0 +1,63 @@
+"""Config errors name the file, section, key, value and fix; the shipped samples load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from maskipy.edge.config import EDGE_SCHEMA, load_edge_config
+from maskipy.edge.errors import ConfigError
+from maskipy.edge.settings import describe
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.ini"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[camera]\nfps = 0\n", r"config.ini \[camera\] fps = 0: out of range; use 1-120"),
+    ("[camera]\nfsp = 10\n", r"\[camera\] fsp = 10: unknown key; did you mean 'fps'\?"),
+    ("[camra]\nfps = 10\n", r"\[camra\]: unknown section; known sections: "),
+    ("[camera]\nloop = maybe\n", r"\[camera\] loop = maybe: not a bool; use e.g. yes or no"),
+    ("[detector]\ntype = dnn\n", r"\[detector\] type = dnn: unknown value 'dnn'; use one of haar"),
+    ("[outputs]\ndevices = led, siren\n", r"devices = led, siren: unknown value 'siren'"),
+    ("[outputs]\nalert_classes = hat\n",
+     r"\[outputs\] alert_classes = hat: hat not in \[classifier\] labels"),
+    ("[tracking]\nmin_votes = 9\nvote_frames = 5\n", r"min_votes = 9: more than vote_frames = 5"),
+    ("[outputs]\ndevices = led, buzzer\nbuzzer_pin = 17\n",
+     r"\[outputs\] buzzer_pin = 17: already used by ok_led_pin; give each device its own BCM pin"),
+    ("fps = 1\n", r"not a valid INI file"),
+])
+def test_config_errors_name_the_place_the_value_and_the_fix(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_edge_config(path)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_config_file_says_how_to_make_one(tmp_path):
+    with pytest.raises(ConfigError, match=r"maskipy-edge example-config > config\.ini"):
+        load_edge_config(tmp_path / "absent.ini")
+
+
+def test_values_are_typed(tmp_path):
+    config = load_edge_config(write(tmp_path, "[camera]\nsource = /dev/video1\nloop = yes\n"
+                                    "[outputs]\nok_led_pin =\n[preview]\nannotate_dir = ~/frames\n"))
+    assert config.camera.source == "/dev/video1" and config.camera.loop is True
+    assert config.outputs.ok_led_pin is None
+    assert config.preview.annotate_dir == Path("~/frames").expanduser()
+
+
+@pytest.mark.parametrize("path", [REPO / "config.ini", REPO / "edge" / "config.example.ini"])
+def test_shipped_samples_load(path):
+    config = load_edge_config(path)
+    assert "led" in config.outputs.devices and config.camera.source == "picamera2"
+
+
+def test_example_config_round_trips(tmp_path):
+    config = load_edge_config(write(tmp_path, describe(EDGE_SCHEMA)))
+    assert config.replace("camera", fps=5).camera.fps == 5

@@ -1,0 +1,153 @@
+"""The frame loop end to end on real images and a real video: counts, timings, reload, stop."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from maskipy.edge.config import load_edge_config
+from maskipy.edge.runtime import STAGES, EdgeRuntime, resolve_model
+from maskipy.edge.sdnotify import SystemdNotifier
+from maskipy.edge.sources.replay import ReplaySource
+
+
+def make_config(tmp_path: Path, text: str = ""):
+    path = tmp_path / "config.ini"
+    path.write_text(f"[counts]\nstate_dir = {tmp_path / 'state'}\n{text}", encoding="utf-8")
+    return load_edge_config(path)
+
+
+def wait_for(condition, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def read_events(state: Path) -> list[dict]:
+    path = state / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_folder_of_scenes_counts_each_face_and_times_each_stage(tmp_path, bundle_dir, scenes_dir):
+    config = make_config(tmp_path, f"[preview]\nannotate_dir = {tmp_path / 'annotated'}\n")
+    runtime = EdgeRuntime(config, source=str(scenes_dir), model=bundle_dir, notifier=SystemdNotifier(""))
+    counts = runtime.run()
+    timing = runtime.timer.as_dict()
+    assert timing["frames"] == timing["inferred_frames"] == 10
+    assert timing["faces"] >= 5  # Haar finds faces in most of the ten photos
+    assert set(timing["seconds"]) == set(STAGES) and timing["seconds"]["detect"] > 0
+    assert set(counts) <= set(config.classifier.labels)
+    assert 0 < sum(counts.values()) <= timing["faces"]
+    events = read_events(tmp_path / "state")
+    assert len(events) == sum(counts.values())
+    totals = json.loads((tmp_path / "state" / "totals.json").read_text())["totals"]
+    assert {k: v for k, v in totals.items() if v} == counts
+    assert len(list((tmp_path / "annotated").glob("*.jpg"))) == 10
+    assert (tmp_path / "state" / "heartbeat").is_file()
+
+
+def test_a_person_in_a_video_is_counted_once_not_per_frame(tmp_path, bundle_dir, scene_frames, make_video):
+    video = make_video([scene_frames[0]] * 12, name="gate.avi")
+    config = make_config(tmp_path, "[tracking]\nvote_frames = 5\nmin_votes = 3\n")
+    runtime = EdgeRuntime(config, source=str(video), model=bundle_dir, notifier=SystemdNotifier(""))
+    counts = runtime.run()
+    timing = runtime.timer.as_dict()
+    faces_per_frame = timing["faces"] / timing["frames"]
+    assert timing["frames"] == 12 and faces_per_frame >= 1
+    assert sum(counts.values()) <= faces_per_frame  # once per person, not 12 times
+    assert len(read_events(tmp_path / "state")) == sum(counts.values())
+
+
+def test_every_n_frames_reuses_tracks_between_detections(tmp_path, bundle_dir, scene_frames):
+    config = make_config(tmp_path, "[detector]\nevery_n_frames = 3\n")
+    source = ReplaySource([scene_frames[0]] * 7)
+    runtime = EdgeRuntime(config, model=bundle_dir, source_opener=lambda: source,
+                          notifier=SystemdNotifier(""))
+    runtime.run()
+    assert runtime.timer.as_dict()["inferred_frames"] == 3  # frames 0, 3 and 6
+    assert source.closed
+
+
+def test_max_frames_stops_a_looping_source(tmp_path, bundle_dir, scene_frames):
+    config = make_config(tmp_path)
+    runtime = EdgeRuntime(config, model=bundle_dir, notifier=SystemdNotifier(""),
+                          source_opener=lambda: ReplaySource(scene_frames[:2], loop=True))
+    runtime.run(max_frames=5)
+    assert runtime.timer.frames == 5
+
+
+def run_in_thread(runtime: EdgeRuntime) -> threading.Thread:
+    thread = threading.Thread(target=runtime.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_reload_keeps_the_old_model_when_the_new_one_is_bad_and_takes_a_good_one(
+        tmp_path, bundle_dir, scene_frames):
+    model = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, model)
+    runtime = EdgeRuntime(make_config(tmp_path), model=model, notifier=SystemdNotifier(""),
+                          source_opener=lambda: ReplaySource(scene_frames[:3], loop=True))
+    old = runtime.bundle
+    thread = run_in_thread(runtime)
+    try:
+        assert wait_for(lambda: runtime.timer.frames >= 3)
+        with open(model / "model.tflite", "ab") as handle:
+            handle.write(b"corrupt")
+        runtime.request_reload()
+        assert wait_for(lambda: runtime.reload_failures == 1)
+        frames = runtime.timer.frames
+        assert wait_for(lambda: runtime.timer.frames > frames + 2), "the loop must go on"
+        assert runtime.bundle is old and thread.is_alive()
+        shutil.copy(bundle_dir / "model.tflite", model / "model.tflite")
+        runtime.request_reload()
+        assert wait_for(lambda: runtime.reloads == 1)
+        assert runtime.bundle is not old and runtime.bundle.sha256 == old.sha256
+        assert runtime.classifier.bundle is runtime.bundle
+    finally:
+        runtime.stop()
+        thread.join(20.0)
+    assert not thread.is_alive() and runtime.reload_failures == 1
+
+
+def test_stop_flushes_counts_and_releases_gpio(tmp_path, bundle_dir, scene_frames, mock_factory):
+    config = make_config(tmp_path, "[outputs]\ndevices = led, buzzer, log\n")
+    runtime = EdgeRuntime(config, model=bundle_dir, notifier=SystemdNotifier(""), pin_factory=mock_factory,
+                          source_opener=lambda: ReplaySource(scene_frames[:1], loop=True))
+    thread = run_in_thread(runtime)
+    assert wait_for(lambda: runtime.timer.frames >= 2)
+    runtime.stop()
+    thread.join(20.0)
+    assert not thread.is_alive()
+    assert (tmp_path / "state" / "totals.json").is_file()
+    from gpiozero import LED
+
+    for pin in (17, 27, 22):  # released: claimable again
+        LED(pin, pin_factory=mock_factory).close()
+
+
+def test_model_resolution_order(tmp_path):
+    config = make_config(tmp_path)
+    assert resolve_model(config, "cli/bundle") == "cli/bundle"
+    assert resolve_model(config.replace("classifier", model="ini/bundle")) == "ini/bundle"
+    try:
+        import maskipy.edge.swap  # noqa: F401
+    except ImportError:
+        assert resolve_model(config) is None  # no swap module yet: the bundled default
+
+
+def test_bad_model_fails_before_anything_is_opened(tmp_path):
+    from maskipy.edge.errors import ModelError
+
+    opened = []
+    with pytest.raises(ModelError, match="bundle directory not found"):
+        EdgeRuntime(make_config(tmp_path), model=tmp_path / "nope", notifier=SystemdNotifier(""),
+                    source_opener=lambda: opened.append(1))
+    assert opened == []

@@ -1,0 +1,304 @@
+"""edge/swap.py: validating, swapping in, rolling back and reloading model bundles on the Pi."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from maskipy.edge import swap
+from maskipy.edge.bundle import DEFAULT_BUNDLE, META_FILE, MODEL_FILE
+from maskipy.edge.errors import DeployError, ModelError
+
+LABELS = ["properly_masked", "improperly_masked", "unmasked", "not_face"]
+
+# Runs in a child process: TensorFlow stays out of the test process (memory, import time, and its
+# own TFLite copy next to ai-edge-litert's).
+_BUILD_SCRIPT = r"""
+import hashlib, json, sys
+from pathlib import Path
+import numpy as np
+import tensorflow as tf
+
+out, labels = Path(sys.argv[1]), json.loads(sys.argv[2])
+inputs = tf.keras.Input((224, 224, 3))
+x = tf.keras.layers.AveragePooling2D(32)(inputs)
+x = tf.keras.layers.Flatten()(x)
+model = tf.keras.Model(inputs, tf.keras.layers.Dense(len(labels), activation="softmax")(x))
+
+def representative():
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        yield [rng.uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)]
+
+converter = tf.lite.TFLiteConverter.from_keras_model(model)
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = representative
+converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+converter.inference_input_type = tf.int8
+converter.inference_output_type = tf.int8
+data = converter.convert()
+out.mkdir(parents=True, exist_ok=True)
+(out / "model.tflite").write_bytes(data)
+meta = {"format": "maskipy-bundle/1", "labels": labels,
+        "preprocess": {"crop": {"margin": 0.2, "size": 224, "interpolation": "auto", "colour_order": "rgb"}},
+        "model": {"file": "model.tflite", "sha256": hashlib.sha256(data).hexdigest()}}
+(out / "model.json").write_text(json.dumps(meta, indent=2))
+"""
+
+
+def build_tiny_bundle(directory: Path) -> Path:
+    """A small valid bundle in ``directory``: the packaged default if present, else a tiny int8 model."""
+    if (directory / MODEL_FILE).is_file():
+        return directory  # built earlier this session (test_swap and test_deploy share it)
+    if (DEFAULT_BUNDLE / MODEL_FILE).is_file():
+        shutil.copytree(DEFAULT_BUNDLE, directory)
+        return directory
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, "-c", _BUILD_SCRIPT, str(directory), json.dumps(LABELS)],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 0, f"building the tiny bundle failed:\n{done.stderr[-3000:]}"
+    return directory
+
+
+@pytest.fixture(scope="session")
+def _tiny_bundle_for_swap_tests(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bundle(tmp_path_factory.getbasetemp() / "swap-tiny-bundle")
+
+
+def edit_bundle(source: Path, target: Path, *, model: bytes | None = None, fix_sha: bool = True,
+                **meta_changes: object) -> Path:
+    """A copy of ``source`` with a new model file and/or model.json fields (sha256 fixed unless asked)."""
+    shutil.copytree(source, target)
+    if model is not None:
+        (target / MODEL_FILE).write_bytes(model)
+    meta = json.loads((target / META_FILE).read_text())
+    meta.update(meta_changes)
+    if fix_sha:
+        meta["model"]["sha256"] = hashlib.sha256((target / MODEL_FILE).read_bytes()).hexdigest()
+    (target / META_FILE).write_text(json.dumps(meta))
+    return target
+
+
+@pytest.fixture
+def bundle(_tiny_bundle_for_swap_tests: Path) -> Path:
+    return _tiny_bundle_for_swap_tests
+
+
+@pytest.fixture
+def labels(bundle: Path) -> tuple[str, ...]:
+    names = json.loads((bundle / META_FILE).read_text())["labels"]
+    return tuple(label for label in names if label != "not_face")
+
+
+@pytest.fixture(autouse=True)
+def _no_service_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Keep a real /etc/maskipy or /var/lib/maskipy on the test machine out of the CLI's defaults."""
+    monkeypatch.setattr(swap, "SERVICE_CONFIG", tmp_path / "absent-config.ini")
+    monkeypatch.setattr(swap, "SERVICE_STATE_DIR", tmp_path / "absent-state")
+
+
+def state_files(state: Path) -> dict[str, str]:
+    """Every path under ``state`` with its symlink target or content hash: a snapshot to compare."""
+    snapshot = {}
+    for path in sorted(state.rglob("*")):
+        if path.is_symlink():
+            snapshot[str(path.relative_to(state))] = "-> " + os.readlink(path)
+        elif path.is_file():
+            snapshot[str(path.relative_to(state))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return snapshot
+
+
+def test_install_makes_a_synced_copy_current(bundle: Path, labels: tuple[str, ...], tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    assert swap.current_bundle_dir(state) is None
+    result = swap.install_bundle(bundle, state, labels)
+    current = swap.current_bundle_dir(state)
+    assert current == result.current and current.parent == state / "models"
+    assert (current / MODEL_FILE).read_bytes() == (bundle / MODEL_FILE).read_bytes()
+    assert (state / "models" / "current").is_symlink()
+    assert not os.readlink(state / "models" / "current").startswith("/"), "relative, so the dir can move"
+    assert result.previous is None and result.reload_ok
+    assert "no pid file" in result.reload
+    assert not list((state / "models").glob(".*tmp")) and not list((state / "models").glob(".staging-*"))
+
+
+def test_second_install_keeps_previous_and_rollback_restores_it(
+        bundle: Path, labels: tuple[str, ...], tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = swap.install_bundle(bundle, state, labels).current
+    second_bundle = edit_bundle(bundle, tmp_path / "v2", note="second")
+    second = swap.install_bundle(second_bundle, state, labels)
+    assert second.current != first and second.previous == first
+    assert swap.previous_bundle_dir(state) == first
+
+    back = swap.rollback(state, labels)
+    assert swap.current_bundle_dir(state) == first and back.previous == second.current
+    assert swap.previous_bundle_dir(state) == second.current
+
+
+def test_reinstalling_the_current_bundle_keeps_the_real_previous(
+        bundle: Path, labels: tuple[str, ...], tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = swap.install_bundle(bundle, state, labels).current
+    second = swap.install_bundle(edit_bundle(bundle, tmp_path / "v2", note="2"), state, labels).current
+    again = swap.install_bundle(tmp_path / "v2", state, labels)
+    assert again.action.startswith("already current") and again.current == second
+    assert swap.previous_bundle_dir(state) == first
+
+
+@pytest.mark.parametrize("damage", ["bad_sha256", "wrong_labels", "truncated", "golden_mismatch"])
+def test_a_bad_bundle_is_refused_and_current_is_untouched(
+        damage: str, bundle: Path, labels: tuple[str, ...], tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    swap.install_bundle(bundle, state, labels)
+    before = state_files(state)
+    data = (bundle / MODEL_FILE).read_bytes()
+    bad = tmp_path / "bad"
+    expected = {"bad_sha256": "sha256", "wrong_labels": "labels", "truncated": "cannot load",
+                "golden_mismatch": "golden output differs"}[damage]
+    if damage == "bad_sha256":
+        edit_bundle(bundle, bad, model=data[:-8] + bytes(8), fix_sha=False)
+    elif damage == "wrong_labels":
+        meta = json.loads((bundle / META_FILE).read_text())
+        edit_bundle(bundle, bad, labels=[f"class_{i}" for i in range(len(meta["labels"]))])
+    elif damage == "truncated":
+        edit_bundle(bundle, bad, model=data[: len(data) // 2])
+    else:
+        n = len(json.loads((bundle / META_FILE).read_text())["labels"])
+        wrong = np.eye(n, dtype=float)[:1].tolist()  # all certainty on one class: not what it outputs
+        edit_bundle(bundle, bad, golden={"seed": 0, "probabilities": wrong, "tolerance": 0.05})
+    with pytest.raises(ModelError, match=expected):
+        swap.install_bundle(bad, state, labels)
+    assert state_files(state) == before
+
+
+def test_golden_output_within_tolerance_passes(bundle: Path, labels: tuple[str, ...], tmp_path: Path) -> None:
+    from maskipy.edge.bundle import load_bundle
+    from maskipy.edge.classify import TFLiteClassifier
+
+    crop = np.random.default_rng(7).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+    probs = TFLiteClassifier(load_bundle(bundle), num_threads=1).classify(crop)
+    good = edit_bundle(bundle, tmp_path / "golden",
+                       golden={"seed": 7, "probabilities": probs.tolist(), "tolerance": 0.05})
+    validation = swap.validate_bundle(good, labels)
+    assert validation.golden_diff is not None and validation.golden_diff <= 0.05
+    assert "golden output within" in validation.describe()
+
+
+@contextmanager
+def reload_recorder_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """A real process (its command line names maskipy, like the service) that logs each SIGHUP."""
+    script, log, ready = tmp_path / "fake_maskipy_edge.py", tmp_path / "hups.log", tmp_path / "ready"
+    script.write_text(
+        "import pathlib, signal, sys, time\n"
+        "log = pathlib.Path(sys.argv[1])\n"
+        "signal.signal(signal.SIGHUP, lambda *_: log.open('a').write('HUP\\n'))\n"
+        "pathlib.Path(sys.argv[2]).write_text('ready')\n"
+        "while True:\n    time.sleep(0.05)\n")
+    child = subprocess.Popen([sys.executable, str(script), str(log), str(ready)])
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), "the reload recorder did not start"
+        yield child, log
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+
+
+@pytest.fixture
+def reload_recorder(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path]]:
+    with reload_recorder_process(tmp_path) as recorder:
+        yield recorder
+
+
+def wait_for_hups(log: Path, count: int) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if log.exists() and log.read_text().count("HUP") >= count:
+            break
+        time.sleep(0.05)
+    return log.read_text().count("HUP") if log.exists() else 0
+
+
+def test_install_and_rollback_signal_the_running_service(
+        bundle: Path, labels: tuple[str, ...], tmp_path: Path, reload_recorder) -> None:
+    child, log = reload_recorder
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / swap.PID_FILE).write_text(f"{child.pid}\n")
+    result = swap.install_bundle(bundle, state, labels)
+    assert result.reload_ok and f"SIGHUP to pid {child.pid}" in result.reload
+    assert wait_for_hups(log, 1) == 1
+    swap.install_bundle(edit_bundle(bundle, tmp_path / "v2", note="2"), state, labels)
+    swap.rollback(state, labels)
+    assert wait_for_hups(log, 3) == 3
+    assert child.poll() is None
+
+
+def test_a_stale_pid_is_not_signalled(bundle: Path, labels: tuple[str, ...], tmp_path: Path) -> None:
+    stranger = subprocess.Popen(["sleep", "30"])  # SIGHUP would kill it: it must be left alone
+    try:
+        state = tmp_path / "state"
+        state.mkdir()
+        (state / swap.PID_FILE).write_text(str(stranger.pid))
+        result = swap.install_bundle(bundle, state, labels)
+        assert result.reload_ok and "stale" in result.reload
+        time.sleep(0.2)
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_rollback_without_previous_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(DeployError, match="no previous bundle"):
+        swap.rollback(tmp_path / "state")
+
+
+def test_old_versions_are_pruned_but_pinned_ones_kept(
+        bundle: Path, labels: tuple[str, ...], tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    installed = [swap.install_bundle(edit_bundle(bundle, tmp_path / f"v{i}", note=str(i)), state, labels,
+                                     keep=2).current for i in range(4)]
+    swap.rollback(state, labels)
+    kept = {p for p in (state / "models").iterdir() if p.name.startswith("v")}
+    assert kept == set(installed[2:])
+
+
+def test_dangling_current_reads_as_none(tmp_path: Path) -> None:
+    models = tmp_path / "state" / "models"
+    models.mkdir(parents=True)
+    (models / "current").symlink_to("gone")
+    assert swap.current_bundle_dir(tmp_path / "state") is None
+
+
+def test_cli_install_status_rollback_validate(
+        bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = str(tmp_path / "state")
+    assert swap.main(["bundle", "install", str(bundle), "--state-dir", state]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out and "installed" in out and "service not running" in out
+    assert swap.main(["status", "--state-dir", state]) == 0
+    assert "current" in capsys.readouterr().out
+    assert swap.main(["validate", str(bundle)]) == 0
+    assert swap.main(["rollback", "--state-dir", state]) == 1
+    assert "maskipy-edge: error:" in capsys.readouterr().err
+
+
+def test_cli_errors_are_one_line_and_return_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert swap.main(["validate", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("maskipy-edge: error:") and "Traceback" not in err
+    assert swap.main(["frobnicate"]) == 2  # argparse usage error, returned rather than raised
