@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+# TensorFlow's C++ start-up chatter would bury the tables; errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 DATA = SHARED / "data"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from bench_common import DATA
+
 from maskipy.edge.preprocess import Box, read_image, whole_image_box
 
 # realworld-photos crops are "box + 20% each side", so the annotated face box is recoverable.
@@ -42,7 +42,8 @@ class Scene:
 
 def load_faces(count: int, seed: int = 0, min_side: int = 150) -> list[Face]:
     """``count`` real face crops from realworld-photos, classes taken in turn, chosen reproducibly."""
-    rows = list(csv.DictReader(open(DATA / "manifest.csv", encoding="utf-8")))
+    with open(DATA / "manifest.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
     by_class = {c: [r for r in rows if r["path"].startswith("realworld-photos/") and r["label"] == c
                     and min(int(r["width"]), int(r["height"])) >= min_side] for c in CLASSES}
     rng = np.random.default_rng(seed)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from maskipy.edge.config import DetectorConfig
 from maskipy.edge.detect import Detection, HaarDetector, iou
 
@@ -51,21 +52,23 @@ SCENE_FACES = {
 }
 
 BASE = DetectorConfig()
-MULTI = replace(BASE, cascades=("frontalface_default", "frontalface_alt2"), min_neighbors=3)
+MN2 = replace(BASE, min_neighbors=2, clahe=True)
+EYES = replace(MN2, eye_cascades=("eye",), calibrate_boxes=True)
 # The configurations compared; the first is today's default, the baseline for the cost ratio.
 CONFIGS: dict[str, DetectorConfig] = {
     "default": BASE,
-    "default_mn3": replace(BASE, min_neighbors=3),
-    "default+alt2_mn3": MULTI,
-    "default+alt2_mn3_clahe": replace(MULTI, clahe=True),
-    "default+alt2_mn3_border": replace(MULTI, border=0.1),
-    "default+alt2_mn3+eyes640": replace(MULTI, eye_cascades=("eye",), eye_detect_width=640),
-    "default+alt2_mn3+eyes640_cal": replace(MULTI, eye_cascades=("eye",), eye_detect_width=640,
-                                            calibrate_boxes=True),
-    "default_mn3+eyes640_cal": replace(BASE, min_neighbors=3, eye_cascades=("eye",),
-                                       eye_detect_width=640, calibrate_boxes=True),
-    "lead_3casc_mn2_sf1.1": replace(BASE, cascades=("frontalface_default", "frontalface_alt2",
-                                                    "profileface"), min_neighbors=2),
+    "mn3": replace(BASE, min_neighbors=3),
+    "mn3_clahe": replace(BASE, min_neighbors=3, clahe=True),
+    "mn2_clahe": MN2,
+    "alt2_mn2_clahe": replace(MN2, cascades=("frontalface_alt2",)),
+    "default+alt2_mn2_clahe": replace(MN2, cascades=("frontalface_default", "frontalface_alt2")),
+    "mn2_clahe_border": replace(MN2, border=0.1),
+    "mn2_clahe+eyes": EYES,
+    "mn2_clahe+eyes+glasses": replace(EYES, eye_cascades=("eye", "eye_tree_eyeglasses")),
+    "mn2_clahe+eyes480": replace(EYES, eye_detect_width=480),
+    "mn2_clahe_border+eyes": replace(EYES, border=0.1),
+    "lead_3casc_mn2": replace(BASE, cascades=("frontalface_default", "frontalface_alt2",
+                                              "profileface"), min_neighbors=2),
 }
 
 

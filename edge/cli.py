@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import EDGE_SCHEMA, EdgeConfig, load_edge_config
+from .config import EdgeConfig, example_config, load_edge_config
 from .errors import CameraError, MaskipyError, OutputError
-from .settings import describe
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +153,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_example_config(args: argparse.Namespace) -> int:
     """Print an example config.ini listing every key with its default."""
-    print(describe(EDGE_SCHEMA), end="")
+    print(example_config(), end="")
     return 0
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .settings import parse_sections, read_ini, setting
+from .settings import describe, parse_sections, read_ini, setting
 
 # Sections that other maskipy tools own; the edge leaves them to those tools.
 FOREIGN_SECTIONS = ("train", "convert", "deploy")
@@ -43,24 +43,24 @@ class DetectorConfig:
     detect_width: int = setting(320, "run detection on a copy of the frame this wide (0: full size)",
                                 low=0, high=4096)
     scale_factor: float = setting(1.1, "Haar pyramid step", low=1.01, high=2.0)
-    min_neighbors: int = setting(5, "Haar min neighbours; lower finds more faces and more false ones",
+    min_neighbors: int = setting(2, "Haar min neighbours; lower finds more faces and more false ones",
                                  low=0, high=50)
     min_face: int = setting(48, "smallest face to report, in full-frame pixels", low=8, high=2048)
     equalize: bool = setting(True, "equalise the grey histogram before detecting")
     every_n_frames: int = setting(1, "detect every Nth frame and follow tracks in between",
                                   low=1, high=30)
-    clahe: bool = setting(False, "with equalize, use local contrast (CLAHE) instead of one histogram "
+    clahe: bool = setting(True, "with equalize, use local contrast (CLAHE) instead of one histogram "
                           "for the whole frame, so a bright mask does not flatten the eyes")
     border: float = setting(0.0, "pad the detection frame on each side by this fraction of its width "
                             "(edge pixels repeated) so faces cut by the frame edge are found",
                             low=0.0, high=0.5)
     eye_cascades: tuple[str, ...] = setting(
-        (), "eye-pair stage: eye cascades (eye, eye_tree_eyeglasses) whose pairs of eyes give a face "
+        ("eye",), "eye-pair stage: eye cascades (eye, eye_tree_eyeglasses) whose pairs of eyes give a face "
         "box the face cascades missed, e.g. a masked face; empty: off")
     eye_detect_width: int = setting(0, "run the eye-pair stage on a copy this wide; eyes need more "
                                     "pixels than faces (0: detect_width)", low=0, high=4096)
     eye_min_neighbors: int = setting(3, "Haar min neighbours of the eye cascades", low=0, high=50)
-    calibrate_boxes: bool = setting(False, "reframe boxes of the other cascades and the eye-pair stage "
+    calibrate_boxes: bool = setting(True, "reframe boxes of the other cascades and the eye-pair stage "
                                     "to look like frontalface_default boxes, so crops frame faces alike")
 
 
@@ -192,3 +192,16 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     config = EdgeConfig(**sections, path=shown)
     verify_config(config)
     return config
+
+
+EXAMPLE_HEADER = """\
+# maskipy-edge configuration: every key with its default (maskipy-edge example-config prints this).
+# Every key is optional: a missing key keeps the default shown. Unknown keys are errors.
+# Check a config with: maskipy-edge check --config config.ini
+
+"""
+
+
+def example_config() -> str:
+    """The example config.ini: every section and key with its default and help."""
+    return EXAMPLE_HEADER + describe(EDGE_SCHEMA)

@@ -54,8 +54,8 @@ def _convert(kind: Any, raw: str, where: str, meta: Mapping[str, Any]) -> Any:
         if kind is float:
             return float(text)
     except ValueError:
-        raise ConfigError(f"{where}: not a {kind.__name__}; use e.g. "
-                          f"{'yes or no' if kind is bool else '5' if kind is int else '0.5'}") from None
+        expected = {bool: "yes or no", int: "a whole number, e.g. 5", float: "a number, e.g. 0.5"}
+        raise ConfigError(f"{where}: not valid; use {expected[kind]}") from None
     if kind is Path:
         return Path(text).expanduser()
     return text

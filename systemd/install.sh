@@ -146,8 +146,9 @@ install_venv() {
 install_dirs() {
     ensure_dir "$CONF_DIR" root:root 0755
     if [[ ! -f $CONF_DIR/config.ini ]]; then
-        if [[ -f $REPO/edge/config.example.ini ]]; then
-            run install -m 0644 "$REPO/edge/config.example.ini" "$CONF_DIR/config.ini"
+        # The Pi config (camera, LEDs, buzzer, /var/lib/maskipy), not the all-defaults example.
+        if [[ -f $REPO/config.ini ]]; then
+            run install -m 0644 "$REPO/config.ini" "$CONF_DIR/config.ini"
         else
             printf '[counts]\nstate_dir = %s\n' "$STATE_DIR" | put_file "$CONF_DIR/config.ini" 0644 || true
         fi

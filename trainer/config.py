@@ -32,6 +32,15 @@ class TrainConfig:
     max_per_source_label: int = setting(1500, "cap images per (source, label): near-duplicate "
                                         "video frames add time, not information", low=10, high=10**7)
     mine_negatives: bool = setting(True, "add detector boxes off the face as not_face examples")
+    synth_masks: bool = setting(True, "draw proper and improper masks onto real unmasked training "
+                                "faces (real-photo improper examples)")
+    synth_views: int = setting(1, "augmented views of each drawn-mask face (plus the clean one)",
+                               low=0, high=20)
+    finetune_epochs: int = setting(0, "second stage: epochs training the last backbone block and "
+                                   "Conv_1 with the head (BatchNorm frozen); 0: head only",
+                                   low=0, high=200)
+    finetune_learning_rate: float = setting(1e-4, "Adam learning rate of the second stage",
+                                            low=1e-7, high=1.0)
     group_pattern: str = setting(r"^(\d+)_", "regex on file names giving the identity when there is "
                                  "no manifest (MaskedFace-Net: the FFHQ id)")
     val_fraction: float = setting(0.15, "identities held out for validation", low=0.0, high=0.5)

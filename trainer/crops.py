@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from maskipy.edge.config import DetectorConfig
 from maskipy.edge.detect import Detection, build_detector, iou
 from maskipy.edge.errors import ImageError

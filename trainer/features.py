@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from maskipy.edge.preprocess import scale_pixels
 
 from .augment import augment

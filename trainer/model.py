@@ -60,3 +60,43 @@ def assemble(features: Any, head: Any) -> Any:
     inputs = keras.Input(features.input_shape[1:], name="image")
     outputs = head(features(inputs))
     return keras.Model(inputs, outputs, name="maskipy_classifier")
+
+
+# Fine-tuning cuts the frozen backbone after this layer: its 7x7x160 output is cached, and the last
+# inverted-residual block and the 1x1 Conv_1 above it (a seventh of the backbone's compute) train.
+CUT_LAYER = "block_15_add"
+
+
+def backbone_of(features: Any) -> Any:
+    """The MobileNetV2 inside a model made by ``build_feature_extractor``."""
+    return next(layer for layer in features.layers if layer.name.startswith("mobilenetv2"))
+
+
+def build_cut_extractor(features: Any) -> Any:
+    """The frozen lower backbone: image → ``CUT_LAYER`` activations (what fine-tuning caches)."""
+    import keras
+
+    base = backbone_of(features)
+    return keras.Model(base.input, base.get_layer(CUT_LAYER).output, name="lower_backbone")
+
+
+def build_top(features: Any, head: Any) -> Any:
+    """Trainable upper backbone + pool + head, sharing layers (and so weights) with ``features``.
+
+    Convolutions train; BatchNorm layers stay frozen in inference mode, as the weights README asks.
+    """
+    import keras
+
+    base = backbone_of(features)
+    names = [layer.name for layer in base.layers]
+    upper = base.layers[names.index(CUT_LAYER) + 1:]
+    inputs = keras.Input(base.get_layer(CUT_LAYER).output.shape[1:], name="cut_features")
+    x = inputs
+    for layer in upper:
+        is_norm = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = not is_norm
+        x = layer(x, training=False) if is_norm else layer(x)
+    pool = features.get_layer("head_pool")
+    x = keras.layers.MaxPooling2D(pool_size=pool.pool_size, name="top_pool")(x)
+    x = keras.layers.Flatten(name="top_flatten")(x)
+    return keras.Model(inputs, head(x), name="top")

@@ -1,0 +1,52 @@
+# The two commands of the README:  make run  (the real pipeline on the bundled model)  and  make test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED ?= ../shared
+SOURCE ?= $(SHARED)/data/scenes
+STATE ?= state/demo
+
+.PHONY: run test lint setup-edge setup-dev default-model eval bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# The edge needs no TensorFlow: this is what a Pi installs too.
+$(VENV)/.edge: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install -q -e '.[edge]'
+	touch $@
+
+$(VENV)/.dev: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install -q -e '.[edge,train,dev]'
+	touch $@
+
+setup-edge: $(VENV)/.edge
+setup-dev: $(VENV)/.dev
+
+## run: camera-less demo: image folder → Haar faces → bundled int8 model → counts (log output, no GPIO)
+run: $(VENV)/.edge
+	$(BIN)/maskipy-edge run --source $(SOURCE) --state-dir $(STATE)
+
+## test: the whole test suite (offline; needs ../shared beside the repository)
+test: $(VENV)/.dev
+	$(BIN)/ruff check edge trainer converters bench tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check edge trainer converters bench tests
+
+## default-model: retrain and reconvert the bundled model (about 25 min on 2 cores)
+default-model: $(VENV)/.dev
+	$(BIN)/maskipy-train --config converters/default-model.ini
+	$(BIN)/maskipy-convert --config converters/default-model.ini
+	bash converters/evaluate-default.sh
+
+bench: $(VENV)/.dev
+	$(BIN)/python bench/classifier.py
+	$(BIN)/python bench/edge_pipeline.py
+	$(BIN)/python bench/detector_recall.py
+	$(BIN)/python bench/memory_startup.py
+
+clean:
+	rm -rf $(VENV) state cache runs

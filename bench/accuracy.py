@@ -1,0 +1,81 @@
+"""Accuracy of a bundle through the edge path (int8, edge crop) on the held-out splits and real sets.
+
+    python bench/accuracy.py [--model edge/models/default] [--config converters/default-model.ini]
+
+Rows: the identity-grouped test split of faces/ (synthetic MaskedFace-Net + LFW), the grouped test
+split of realworld-photos/ (real photos, three classes), and realworld-2class/ (real web photos, never
+trained on; properly or improperly masked counts as with_mask), as crops and with the detector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+from pathlib import Path
+
+from maskipy.edge.bundle import DEFAULT_BUNDLE
+from maskipy.edge.config import load_edge_config
+from maskipy.trainer.config import load_train_config
+from maskipy.trainer.data import grouped_split, load_samples
+from maskipy.trainer.evaluate import Evaluator, evaluate, list_images, parse_label_map
+
+REPO = Path(__file__).resolve().parent.parent
+TWO_CLASS_MAP = ["with_mask=properly_masked,improperly_masked", "without_mask=unmasked"]
+
+
+def split_images(config_path: Path, source: str) -> list[tuple[Path, str]]:
+    """(image, label) of the grouped test split of one source, exactly as the trainer split it."""
+    import dataclasses
+
+    config, _ = load_train_config(config_path)
+    config = dataclasses.replace(config, sources=(source,), train_only_sources=(),
+                                 max_per_source_label=10**9, limit=0)
+    return [(s.path, s.label) for s in grouped_split(load_samples(config), config)["test"]]
+
+
+def run(model: str, config_path: Path, two_class_limit: int = 0) -> dict:
+    crops = Evaluator(model, None, crop_margin=0.2)
+    detect = Evaluator(model, load_edge_config(None).detector, crop_margin=0.2)
+    train_config, _ = load_train_config(config_path)
+    two_class = list_images(train_config.data_dir / "realworld-2class")
+    if two_class_limit:
+        two_class = two_class[:: max(1, len(two_class) // two_class_limit)]
+    faces_test = split_images(config_path, "faces")
+    rows = {
+        "faces_test (detected)": evaluate(detect, faces_test, {}),
+        "realworld-photos_test (crops)": evaluate(crops, split_images(config_path, "realworld-photos"), {}),
+        "realworld-2class (crops)": evaluate(crops, two_class, parse_label_map(TWO_CLASS_MAP)),
+        "realworld-2class (detected)": evaluate(detect, two_class, parse_label_map(TWO_CLASS_MAP)),
+    }
+    return {"model": str(model), "date": datetime.date.today().isoformat(),
+            "machine": f"{platform.machine()} {platform.python_version()}", "rows": rows}
+
+
+def table(result: dict) -> str:
+    lines = [f"{'set':32s} {'n':>5s} {'acc':>6s} {'macroF1':>8s}  recall per class"]
+    for name, row in result["rows"].items():
+        recall = ", ".join(f"{k} {v:.3f}" for k, v in row["recall"].items())
+        lines.append(f"{name:32s} {row['n']:5d} {row['accuracy']:6.3f} {row['macro_f1']:8.3f}  {recall}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(DEFAULT_BUNDLE))
+    parser.add_argument("--config", type=Path, default=REPO / "converters" / "default-model.ini")
+    parser.add_argument("--two-class-limit", type=int, default=0, help="subsample realworld-2class")
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "accuracy.json")
+    args = parser.parse_args(argv)
+    result = run(args.model, args.config, args.two_class_limit)
+    print(table(result))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

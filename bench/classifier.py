@@ -1,0 +1,185 @@
+"""Per-face classifier latency: float32 vs int8 TFLite, 1/2/4 threads, per runtime, and Keras."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import (
+    RESULTS,
+    calibration_crops,
+    format_table,
+    load_seed_model,
+    machine_info,
+    resolve_bundle,
+    summarize,
+    tensorflow_available,
+    throwaway_bundle,
+    write_json,
+)
+
+from maskipy.edge.preprocess import to_input
+
+# (name, module, attribute): the runtimes the edge's fallback chain knows, fastest first.
+RUNTIMES = (("ai-edge-litert", "ai_edge_litert.interpreter", "Interpreter"),
+            ("tflite-runtime", "tflite_runtime.interpreter", "Interpreter"))
+THREADS = (1, 2, 4)
+WARM_UP = 10
+
+
+def time_calls(call: Callable[[], Any], runs: int, warm_up: int = WARM_UP) -> dict[str, float | int]:
+    """Median/p90/mean milliseconds of ``runs`` calls after ``warm_up`` untimed ones."""
+    for _ in range(warm_up):
+        call()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        samples.append(1000.0 * (time.perf_counter() - start))
+    return summarize(samples)
+
+
+def interpreter_class(module: str, attribute: str) -> Any | None:
+    """The runtime's Interpreter class, or None when that runtime is not installed."""
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except ImportError:
+        return None
+
+
+def tflite_face_call(cls: Any, model: Path, threads: int, crop: np.ndarray) -> Callable[[], Any]:
+    """One face through a bundle's interpreter as the edge does it: quantize, set, invoke, read."""
+    interpreter = cls(model_path=str(model / "model.tflite"), num_threads=threads)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scale, zero = inp["quantization"]
+
+    def call() -> Any:
+        interpreter.set_tensor(inp["index"], to_input(crop[None], inp["dtype"], scale, int(zero)))
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"])
+
+    return call
+
+
+def bench_tflite(models: dict[str, Path], crop: np.ndarray, runs: int) -> list[dict[str, Any]]:
+    """Every installed runtime × model × thread count; uninstalled runtimes get one 'not installed' row."""
+    rows: list[dict[str, Any]] = []
+    for runtime, module, attribute in RUNTIMES:
+        cls = interpreter_class(module, attribute)
+        if cls is None:
+            print(f"{runtime}: not installed")
+            rows.append({"runtime": runtime, "status": "not installed"})
+            continue
+        for kind, path in models.items():
+            for threads in THREADS:
+                stats = time_calls(tflite_face_call(cls, path, threads, crop), runs)
+                rows.append({"runtime": runtime, "model": kind, "threads": threads, "ms": stats})
+    return rows
+
+
+def bench_keras(model: Any, crop: np.ndarray, runs: int) -> list[dict[str, Any]]:
+    """The seed's ``model.predict`` on one face, and ``predict_on_batch`` (no per-call data pipeline)."""
+    x = to_input(crop[None], np.float32)
+    calls = {"predict": lambda: model.predict(x, verbose=0),
+             "predict_on_batch": lambda: model.predict_on_batch(x)}
+    return [{"runtime": "keras", "model": "float32", "call": name, "threads": "tf default",
+             "ms": time_calls(call, runs, warm_up=3)} for name, call in calls.items()]
+
+
+def bench_shipped(bundle: Path, crop: np.ndarray, runs: int) -> dict[str, Any]:
+    """``TFLiteClassifier.classify`` on one face with the default config: what the edge loop pays."""
+    from maskipy.edge.bundle import load_bundle
+    from maskipy.edge.classify import build_classifier
+    from maskipy.edge.config import load_edge_config
+
+    config = load_edge_config(None)
+    classifier = build_classifier(config.classifier, load_bundle(bundle))
+    return {"runtime": classifier.runtime, "model": "int8 (shipped path)", "call": "classify", "threads":
+            config.classifier.num_threads, "ms": time_calls(lambda: classifier.classify(crop[None]), runs)}
+
+
+def float_bundle(location: str | None) -> Path | None:
+    """A float32 bundle: --float-model, or one converted here from the seed model when TF is present."""
+    if location:
+        return Path(location)
+    return throwaway_bundle("float32") if tensorflow_available() else None
+
+
+def run_benchmark(*, runs: int = 200, bundle: Path | None = None, float_model: str | None = None,
+                  seed_model: Any = None) -> dict[str, Any]:
+    """All latency rows and the per-face speedup of int8 TFLite over Keras ``predict``."""
+    int8_path, origin = resolve_bundle(bundle)
+    models = {"int8": int8_path}
+    floats = float_bundle(float_model)
+    if floats is not None:
+        models["float32"] = floats
+    crop = calibration_crops(1)[0]
+    rows = [*bench_tflite(models, crop, runs), bench_shipped(int8_path, crop, runs)]
+    if seed_model is None and tensorflow_available():
+        seed_model = load_seed_model()[0]
+    if seed_model is not None:
+        rows += bench_keras(seed_model, crop, runs)
+    else:
+        print("keras: not installed (tensorflow missing)")
+        rows.append({"runtime": "keras", "status": "not installed"})
+    return {"benchmark": "classifier", "machine": machine_info(), "runs": runs, "warm_up": WARM_UP,
+            "models": {k: str(v) for k, v in models.items()}, "int8_origin": origin, "rows": rows,
+            "speedup": speedups(rows)}
+
+
+def _median(rows: list[dict[str, Any]], **match: Any) -> float | None:
+    for row in rows:
+        if "ms" in row and all(row.get(k) == v for k, v in match.items()):
+            return row["ms"]["median"]
+    return None
+
+
+def speedups(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Keras ``predict`` per face over int8 ai-edge-litert at the default 2 threads (bar: ≥ 20×)."""
+    keras = _median(rows, runtime="keras", call="predict")
+    int8 = _median(rows, runtime="ai-edge-litert", model="int8", threads=2)
+    on_batch = _median(rows, runtime="keras", call="predict_on_batch")
+    ratio = round(keras / int8, 1) if keras and int8 else None
+    return {"keras_predict_over_int8": ratio,
+            "keras_predict_on_batch_over_int8": round(on_batch / int8, 1) if on_batch and int8 else None,
+            "bar": 20.0, "ok": ratio is not None and ratio >= 20.0}
+
+
+def print_report(result: dict[str, Any]) -> None:
+    """The latency table, one row per runtime × model × threads."""
+    rows = [[r["runtime"], r.get("model", ""), r.get("call", "invoke" if "ms" in r else ""),
+             r.get("threads", ""), r["ms"]["median"], r["ms"]["p90"], r["ms"]["n"]] if "ms" in r
+            else [r["runtime"], "-", "-", "-", r["status"], "", ""] for r in result["rows"]]
+    print(format_table(["runtime", "model", "call", "threads", "median ms", "p90 ms", "runs"], rows))
+    print(f"\nper-face speedup: {result['speedup']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run, print, write JSON; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="classifier", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 runs instead of 200")
+    parser.add_argument("--runs", type=int, default=200, help="timed runs per row (after warm-up)")
+    parser.add_argument("--model", help="int8 bundle directory (default: the shipped default)")
+    parser.add_argument("--float-model", help="float32 bundle directory (default: convert the seed model)")
+    parser.add_argument("--json", default=str(RESULTS / "classifier.json"), help="where to write JSON")
+    args = parser.parse_args(argv)
+    result = run_benchmark(runs=20 if args.quick else args.runs, bundle=args.model,
+                           float_model=args.float_model)
+    result["command"] = " ".join(["python", "bench/classifier.py", *(argv or sys.argv[1:])])
+    print_report(result)
+    print(f"\nwrote {write_json(args.json, result)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

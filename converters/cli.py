@@ -1,0 +1,136 @@
+"""maskipy-convert: the trainer's Keras model → int8 TFLite bundle, checked against the float model."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskipy.edge.errors import MaskipyError, ModelError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskipy-convert", description=__doc__)
+    parser.add_argument("--config", default=None, help="INI file with [train] and [convert]")
+    parser.add_argument("--model", default=None, help="Keras model (default: [train] output_dir/model.keras)")
+    parser.add_argument("--output", default=None, help="bundle directory (default: [convert] output_dir)")
+    parser.add_argument("--quantization", default=None, choices=("int8", "uint8", "float32", "float16",
+                                                                  "dynamic"))
+    return parser
+
+
+def _stratified(labels: list[str], count: int, seed: int) -> np.ndarray:
+    """Indices of up to ``count`` items, spread over the classes, so calibration sees every class."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    per = max(1, count // max(1, len(by_label)))
+    picked = [i for idx in by_label.values() for i in rng.permutation(idx)[:per]]
+    return np.sort(np.array(picked, dtype=np.int64))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from maskipy.trainer.config import load_train_config
+
+    from .config import load_convert_config
+
+    train_config, detector = load_train_config(args.config)
+    config = load_convert_config(args.config)
+    if args.quantization:
+        config = dataclasses.replace(config, quantization=args.quantization)
+    if args.output:
+        config = dataclasses.replace(config, output_dir=Path(args.output))
+    model_path = Path(args.model) if args.model else train_config.output_dir / "model.keras"
+    return build_bundle(train_config, detector, config, model_path)
+
+
+def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path) -> dict[str, Any]:
+    """Convert, write the bundle, check parity (printed and stored), enforce the thresholds."""
+    import keras
+
+    from maskipy.trainer.train import crop_spec, prepare_crops
+
+    from . import parity
+    from .bundle import update_metadata, write_bundle
+    from .tflite import convert
+
+    if not model_path.is_file():
+        raise ModelError(f"{model_path}: Keras model not found; run maskipy-train first or pass --model")
+    training_meta_path = model_path.with_name("metadata.json")
+    training_meta = json.loads(training_meta_path.read_text()) if training_meta_path.is_file() else {}
+    labels = training_meta.get("labels", list(train_config.labels))
+    start = time.perf_counter()
+    _, parts, _ = prepare_crops(train_config, detector)
+    model = keras.models.load_model(model_path, compile=False)
+    calibration = parts["train"].crops[_stratified(parts["train"].labels, config.representative_samples,
+                                                   train_config.seed)]
+    tflite = convert(model, config.quantization, calibration)
+    extra = {"quantization": config.quantization,
+             "source": {"keras_model": model_path.name, "keras_sha256": _sha256(model_path),
+                        "training": _training_summary(training_meta)},
+             "versions": _versions()}
+    write_bundle(config.output_dir, tflite, labels, crop_spec(train_config).to_dict(), extra)
+    test = parts["test"]
+    keep = (np.arange(len(test.labels)) if not config.parity_samples
+            else _stratified(test.labels, config.parity_samples, train_config.seed))
+    result = parity.check_parity(model, config.output_dir, test.crops[keep], [test.labels[i] for i in keep])
+    sizes = {"keras_bytes": model_path.stat().st_size, "tflite_bytes": len(tflite)}
+    if config.quantization != "float32":
+        sizes["float32_tflite_bytes"] = len(convert(model, "float32"))
+    update_metadata(config.output_dir, parity=result, sizes=sizes,
+                    conversion_seconds=round(time.perf_counter() - start, 1))
+    print(parity.format_parity(result))
+    print("sizes: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
+    parity.enforce(result, config.min_agreement, config.max_accuracy_drop)
+    print(f"bundle: {config.output_dir}")
+    return result
+
+
+def _sha256(path: Path) -> str:
+    from maskipy.edge.bundle import sha256_file
+
+    return sha256_file(path)
+
+
+def _training_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    keep = ("backbone", "data", "test", "timings", "created_at", "detector")
+    return {k: meta[k] for k in keep if k in meta}
+
+
+def _versions() -> dict[str, str]:
+    import tensorflow as tf
+
+    versions = {"tensorflow": tf.__version__, "numpy": np.__version__}
+    try:
+        from importlib.metadata import version
+
+        versions["ai-edge-litert"] = version("ai-edge-litert")
+    except Exception:
+        versions["ai-edge-litert"] = "not installed"
+    return versions
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        run(args)
+    except MaskipyError as exc:
+        if os.environ.get("DEBUG"):
+            raise
+        print(f"maskipy-convert: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

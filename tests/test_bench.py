@@ -1,0 +1,94 @@
+"""The bench scripts run end to end with tiny counts and write JSON with the documented keys."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """A tiny Keras model with the seed's input and output shapes, and its int8 and float32 bundles."""
+    pytest.importorskip("tensorflow")
+    import keras
+    from bench_common import convert_tflite, write_bundle
+
+    inputs = keras.Input((224, 224, 3))
+    x = keras.layers.Conv2D(4, 8, strides=8, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+    crops = np.random.default_rng(0).integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
+    root = tmp_path_factory.mktemp("bundles")
+    int8 = write_bundle(root / "int8", convert_tflite(model, int8=True, crops=crops), "test")
+    float32 = write_bundle(root / "float32", convert_tflite(model, int8=False), "test")
+    return model, int8, float32
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_edge_pipeline_writes_stage_times_speedup_and_recall(tmp_path, tiny_models, shared_data):
+    import edge_pipeline
+    from bench_common import write_json
+
+    model, int8, _ = tiny_models
+    result = edge_pipeline.run_benchmark(frames=3, scenes=1, scene_frames=2,
+                                         types=["640x480_1face", "scenes"], bundle=int8, seed_model=model,
+                                         variants={"every_n_frames=2": {"detector.every_n_frames": "2"}})
+    result["bars"] = edge_pipeline.bars(result)
+    result["pi_estimate"] = edge_pipeline.pi_estimate(result)
+    data = read(write_json(tmp_path / "edge.json", result))
+    entry = data["frame_types"]["640x480_1face"]
+    for who in ("seed", "edge"):
+        assert set(entry[who]["stages_ms"]) == set(edge_pipeline.STAGES)
+        assert {"median", "p90"} <= set(entry[who]["stages_ms"]["detect"])
+        assert entry[who]["frames"] == 3 and entry[who]["true_faces"] == 3
+        assert {"fps", "recall", "false_positives_per_frame"} <= set(entry[who])
+    assert entry["speedup_vs_seed"] is not None
+    assert "every_n_frames=2" in entry["variants"]
+    assert data["frame_types"]["scenes"]["edge"]["recall"] is None
+    assert {"speedup_ok", "recall_ok"} <= set(data["bars"])
+    if data["pi_estimate"]:  # only when the edge found a face to time the classifier on
+        assert {"edge", "edge[every_n_frames=2]"} <= set(data["pi_estimate"]["frame_types"]["scenes"])
+
+
+def test_match_faces_counts_each_true_face_once():
+    from edge_pipeline import match_faces
+
+    assert match_faces([(10, 10, 50, 50)], [(12, 12, 48, 48), (14, 14, 40, 40)]) == (1, 1)
+    assert match_faces([(10, 10, 50, 50)], [(300, 300, 50, 50)]) == (0, 1)
+
+
+def test_classifier_writes_rows_per_runtime_and_the_speedup(tmp_path, tiny_models):
+    import classifier
+    from bench_common import write_json
+
+    model, int8, float32 = tiny_models
+    result = classifier.run_benchmark(runs=3, bundle=int8, float_model=str(float32), seed_model=model)
+    data = read(write_json(tmp_path / "classifier.json", result))
+    timed = [r for r in data["rows"] if "ms" in r]
+    assert {(r["model"], r["threads"]) for r in timed if r["runtime"] == "ai-edge-litert"} >= {
+        ("int8", 1), ("int8", 2), ("int8", 4), ("float32", 1), ("float32", 2), ("float32", 4)}
+    assert {r.get("call") for r in timed if r["runtime"] == "keras"} == {"predict", "predict_on_batch"}
+    assert all(r["ms"]["n"] == 3 for r in timed)
+    assert {"keras_predict_over_int8", "bar", "ok"} <= set(data["speedup"])
+
+
+def test_memory_startup_measures_a_real_edge_process(tmp_path, tiny_models, scenes_dir):
+    import memory_startup
+    from bench_common import write_json
+
+    result = memory_startup.run_benchmark(runs=1, bundle=tiny_models[1], source=scenes_dir, max_frames=3)
+    data = read(write_json(tmp_path / "startup.json", result))
+    run = data["runs"][0]
+    assert run["exit_code"] == 0, run["stderr_tail"]
+    assert run["peak_rss_mb"] > 0 and run["ready_s"] is not None
+    assert {"peak_rss_mb", "first_decision_s", "bars"} <= set(data)

@@ -1,0 +1,122 @@
+"""Converters: the int8 bundle's contents, parity enforcement, and the edge refusing bad bundles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maskipy.converters.parity import enforce
+from maskipy.edge.bundle import META_FILE, MODEL_FILE, load_bundle, sha256_file
+from maskipy.edge.classify import TFLiteClassifier, build_classifier
+from maskipy.edge.config import ClassifierConfig
+from maskipy.edge.errors import ModelError
+
+
+def test_bundle_is_full_integer_int8_with_its_contract(tiny_bundle: Path):
+    meta = json.loads((tiny_bundle / META_FILE).read_text())
+    assert meta["format"] == "maskipy-bundle/1"
+    assert meta["quantization"] == "int8"
+    assert meta["input"]["dtype"] == "int8" and meta["output"]["dtype"] == "int8"
+    assert meta["input"]["shape"] == [1, 64, 64, 3]
+    # MobileNetV2 scaling maps pixel p to p/127.5-1: one int8 step per pixel value.
+    assert meta["input"]["scale"] == pytest.approx(1 / 127.5, rel=0.02)
+    assert meta["model"]["sha256"] == sha256_file(tiny_bundle / MODEL_FILE)
+    assert meta["model"]["bytes"] == (tiny_bundle / MODEL_FILE).stat().st_size
+    assert meta["labels"] == ["properly_masked", "improperly_masked", "unmasked", "not_face"]
+    assert meta["preprocess"]["crop"]["size"] == 64
+    assert len(meta["source"]["keras_sha256"]) == 64
+    assert {"agreement", "float_accuracy", "quantized_accuracy", "per_class",
+            "max_probability_difference"} <= set(meta["parity"])
+    assert meta["sizes"]["tflite_bytes"] < meta["sizes"]["float32_tflite_bytes"]
+    assert "non-commercial" in meta["licence"]
+
+
+def test_golden_output_is_reproduced_by_the_edge(tiny_bundle: Path):
+    bundle = load_bundle(tiny_bundle)
+    golden = bundle.metadata["golden"]
+    crop = np.random.default_rng(golden["seed"]).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    probs = TFLiteClassifier(bundle, num_threads=1).classify(crop)
+    np.testing.assert_allclose(probs, golden["probabilities"], atol=1e-4)
+    assert probs.sum() == pytest.approx(1.0, abs=0.02)
+
+
+def test_the_model_gives_different_answers_for_different_faces(tiny_bundle: Path, shared_data):
+    from maskipy.edge.preprocess import crop_face, read_image, whole_image_box
+
+    bundle = load_bundle(tiny_bundle)
+    classifier = TFLiteClassifier(bundle)
+    paths = [sorted((shared_data / "realworld-photos" / c).glob("*.jpg"))[0]
+             for c in ("properly_masked", "unmasked", "improperly_masked")]
+    crops = np.stack([crop_face(img, whole_image_box(img.shape, 0.2), bundle.crop_spec)
+                      for img in (read_image(str(p)) for p in paths)])
+    probs = classifier.classify(crops)
+    assert np.ptp(probs, axis=0).max() > 0.01, "a trained model must not answer the same for all"
+
+
+def test_parity_thresholds_fail_with_a_clear_message():
+    result = {"agreement": 0.97, "accuracy_delta": -0.02}
+    with pytest.raises(ModelError, match="agreement 0.9700 is below .convert. min_agreement = 0.995"):
+        enforce(result, 0.995, 0.005)
+    with pytest.raises(ModelError, match="accuracy dropped 0.0200"):
+        enforce({"agreement": 1.0, "accuracy_delta": -0.02}, 0.9, 0.005)
+    enforce({"agreement": 0.999, "accuracy_delta": -0.001}, 0.995, 0.005)
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "bundle"
+    shutil.copytree(bundle, target)
+    return target
+
+
+def test_edge_refuses_a_bundle_whose_sha256_does_not_match(tiny_bundle, tmp_path):
+    copy = _copy(tiny_bundle, tmp_path)
+    data = bytearray((copy / MODEL_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / MODEL_FILE).write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256 .* does not match model.json"):
+        load_bundle(copy)
+
+
+def test_edge_refuses_labels_the_config_does_not_expect(tiny_bundle):
+    config = ClassifierConfig(labels=("with_mask", "without_mask"))
+    with pytest.raises(ModelError, match=r"do not match \[classifier\] labels = with_mask, without_mask"):
+        build_classifier(config, load_bundle(tiny_bundle))
+
+
+def test_edge_refuses_an_input_size_that_does_not_match_the_crop(tiny_bundle, tmp_path):
+    copy = _copy(tiny_bundle, tmp_path)
+    meta = json.loads((copy / META_FILE).read_text())
+    meta["preprocess"]["crop"]["size"] = 224
+    (copy / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"model input \(64, 64, 3\) does not match the bundle's crop size"):
+        TFLiteClassifier(load_bundle(copy))
+
+
+def test_edge_refuses_a_missing_or_broken_bundle(tmp_path):
+    with pytest.raises(ModelError, match="bundle directory not found"):
+        load_bundle(tmp_path / "nowhere")
+    (tmp_path / MODEL_FILE).write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="model.json: missing from the bundle"):
+        load_bundle(tmp_path)
+    (tmp_path / META_FILE).write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        load_bundle(tmp_path)
+
+
+def test_uint8_and_float32_variants_convert_and_run(tiny_bundle, shared_data):
+    import keras
+
+    from maskipy.converters.tflite import convert
+    from maskipy.edge.classify import load_interpreter_class
+
+    model = keras.models.load_model(tiny_bundle.parent / "model" / "model.keras", compile=False)
+    crops = np.random.default_rng(1).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    interpreter_class, _ = load_interpreter_class()
+    for mode, dtype in (("uint8", np.uint8), ("float32", np.float32)):
+        interpreter = interpreter_class(model_content=convert(model, mode, crops))
+        interpreter.allocate_tensors()
+        assert interpreter.get_input_details()[0]["dtype"] == dtype

@@ -1,0 +1,100 @@
+"""The Haar detector on real images: finding faces, NMS, the eye-pair stage, scaling and config errors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maskipy.edge.config import DetectorConfig
+from maskipy.edge.detect import Detection, HaarDetector, build_detector, iou, non_max_suppression
+from maskipy.edge.errors import ConfigError
+from maskipy.edge.preprocess import read_image
+
+# A clear frontal LFW face, the first unmasked image in path order.
+CLEAR_FACE = "faces/unmasked/lfw-Alejandro_Toledo_0004.jpg"
+# The first MaskedFace-Net properly_masked image in path order (mfn-00000 on) that the default
+# frontal cascade misses and the eye-pair stage finds.
+MASKED_FACE = "faces/properly_masked/mfn-00012_Mask.jpg"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One OpenCV thread: the tests share the machine, and timings stay comparable."""
+    import cv2
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    yield
+    cv2.setNumThreads(previous)
+
+
+def _image(shared_data: Path, relative: str) -> np.ndarray:
+    return read_image(str(shared_data / relative))
+
+
+def test_clear_face_is_found_inside_the_frame(shared_data):
+    frame = _image(shared_data, CLEAR_FACE)
+    detections = build_detector(DetectorConfig()).detect(frame)
+    assert len(detections) == 1
+    x, y, w, h = detections[0].box
+    assert x >= 0 and y >= 0 and x + w <= frame.shape[1] and y + h <= frame.shape[0]
+    # LFW centres the face; the box must sit on it, not on the background.
+    assert abs(x + w / 2 - frame.shape[1] / 2) < w / 2 and w >= 48
+
+
+def test_nms_merges_overlapping_boxes():
+    strong = Detection((100, 100, 80, 80), 12.0, "frontalface_default")
+    shifted = Detection((106, 104, 84, 84), 3.0, "frontalface_alt2")
+    apart = Detection((300, 100, 80, 80), 5.0, "frontalface_default")
+    kept = non_max_suppression([shifted, apart, strong])
+    assert kept == [strong, apart]
+    assert iou(strong.box, shifted.box) > 0.3
+
+
+def test_eye_pair_stage_finds_a_masked_face_the_frontal_cascade_misses(shared_data):
+    frame = _image(shared_data, MASKED_FACE)
+    assert HaarDetector(DetectorConfig()).detect(frame) == []
+    config = replace(DetectorConfig(), eye_cascades=("eye",), calibrate_boxes=True)
+    detections = HaarDetector(config).detect(frame)
+    assert [d.source for d in detections] == ["eyes"]
+    x, y, w, h = detections[0].box
+    # The MaskedFace-Net face fills the 320 px image: a face-sized box around its middle.
+    assert 0.4 * frame.shape[1] <= w <= frame.shape[1]
+    assert x <= frame.shape[1] / 2 <= x + w and y <= frame.shape[0] / 2 <= y + h
+
+
+@pytest.mark.parametrize("key", ["cascades", "eye_cascades"])
+def test_bad_cascade_name_says_how_to_fix_it(key):
+    config = replace(DetectorConfig(), **{key: ("frontalface_defualt",)})
+    with pytest.raises(ConfigError, match=r"frontalface_defualt: no such OpenCV cascade.*known: .*"
+                                          r"frontalface_default"):
+        build_detector(config)
+
+
+def test_missing_cascade_file_names_the_path():
+    config = replace(DetectorConfig(), cascades=("/nowhere/face.xml",))
+    with pytest.raises(ConfigError, match=r"/nowhere/face\.xml: file not found; give a cascade XML path"):
+        build_detector(config)
+
+
+def test_detect_width_maps_boxes_back_to_full_resolution(shared_data):
+    import cv2
+
+    small = _image(shared_data, CLEAR_FACE)
+    large = cv2.resize(small, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_LINEAR)
+    native = HaarDetector(replace(DetectorConfig(), detect_width=0)).detect(small)
+    scaled = HaarDetector(replace(DetectorConfig(), detect_width=small.shape[1])).detect(large)
+    assert len(native) == len(scaled) == 1
+    expected = tuple(2 * v for v in native[0].box)
+    assert iou(scaled[0].box, expected) > 0.8
+
+
+def test_border_padding_keeps_boxes_inside_the_frame(shared_data):
+    frame = _image(shared_data, CLEAR_FACE)[:, 60:]  # the face now close to the left edge
+    config = replace(DetectorConfig(), border=0.2, eye_cascades=("eye",), calibrate_boxes=True)
+    for detection in HaarDetector(config).detect(frame):
+        x, y, w, h = detection.box
+        assert x >= 0 and y >= 0 and x + w <= frame.shape[1] and y + h <= frame.shape[0]

@@ -1,0 +1,62 @@
+"""maskipy-eval: metrics through the edge path on folder-per-class data, JSON and PNG written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from maskipy.trainer.evaluate import main, parse_label_map
+
+
+def _small_set(shared_data: Path, tmp_path: Path, per_class: int = 4) -> Path:
+    root = tmp_path / "set"
+    for label in ("properly_masked", "improperly_masked", "unmasked"):
+        (root / label).mkdir(parents=True)
+        for path in sorted((shared_data / "realworld-photos" / label).glob("*.jpg"))[:per_class]:
+            shutil.copy(path, root / label / path.name)
+    return root
+
+
+def test_eval_writes_accuracy_macro_f1_recall_and_confusion(tiny_bundle, shared_data, tmp_path, capsys):
+    data = _small_set(shared_data, tmp_path)
+    out = tmp_path / "eval.json"
+    assert main([str(tiny_bundle), str(data), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 12
+    assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["macro_f1"] <= 1.0
+    assert set(result["recall"]) == {"properly_masked", "improperly_masked", "unmasked"}
+    assert sum(map(sum, result["confusion"])) == 12
+    assert out.with_suffix(".png").is_file()
+    assert "macro-F1" in capsys.readouterr().out
+
+
+def test_label_map_folds_model_classes_into_the_data_sets(tiny_bundle, shared_data, tmp_path):
+    root = tmp_path / "two"
+    for label, source in (("with_mask", "properly_masked"), ("without_mask", "unmasked")):
+        (root / label).mkdir(parents=True)
+        for path in sorted((shared_data / "realworld-photos" / source).glob("*.jpg"))[:3]:
+            shutil.copy(path, root / label / path.name)
+    out = tmp_path / "two.json"
+    code = main([str(tiny_bundle), str(root), "--json", str(out), "--label-map",
+                 "with_mask=properly_masked,improperly_masked", "without_mask=unmasked"])
+    assert code == 0
+    result = json.loads(out.read_text())
+    predicted = {label for label in result["labels"]} - {"with_mask", "without_mask"}
+    assert predicted <= {"not_face"}, "every face class must fold into the data set's labels"
+
+
+def test_detect_mode_reports_how_often_a_face_was_found(tiny_bundle, scenes_dir, tmp_path):
+    out = tmp_path / "scenes.json"
+    assert main([str(tiny_bundle), str(scenes_dir), "--detect", "--json", str(out)]) == 0
+    detection = json.loads(out.read_text())["detection"]
+    assert detection["images"] == 10 and 0 < detection["found"] <= 10
+
+
+def test_bad_arguments_are_errors_not_tracebacks(tiny_bundle, tmp_path, capsys):
+    assert main([str(tiny_bundle), str(tmp_path / "missing")]) == 1
+    assert "maskipy-eval: error:" in capsys.readouterr().err
+    with pytest.raises(Exception, match="DATASET_LABEL=MODEL_LABEL"):
+        parse_label_map(["with_mask"])

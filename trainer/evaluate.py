@@ -1,0 +1,163 @@
+"""maskipy-eval: score a model bundle on any folder-per-class data set through the exact edge path."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskipy.edge.bundle import load_bundle
+from maskipy.edge.classify import TFLiteClassifier
+from maskipy.edge.config import DetectorConfig, load_edge_config
+from maskipy.edge.detect import build_detector, iou
+from maskipy.edge.errors import ConfigError, ImageError, MaskipyError
+from maskipy.edge.preprocess import Box, crop_face, read_image, whole_image_box
+
+from . import report
+from .data import IMAGE_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+
+def parse_label_map(items: list[str]) -> dict[str, str]:
+    """``with_mask=properly_masked,improperly_masked`` → {predicted label: data-set label}."""
+    mapping: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--label-map {item!r}: write DATASET_LABEL=MODEL_LABEL[,MODEL_LABEL...]")
+        target, sources = item.split("=", 1)
+        for source in filter(None, (s.strip() for s in sources.split(","))):
+            mapping[source] = target.strip()
+    return mapping
+
+
+def list_images(data_dir: Path) -> list[tuple[Path, str]]:
+    """(image, class) for every image in ``data_dir/<class>/``."""
+    if not data_dir.is_dir():
+        raise ConfigError(f"{data_dir}: not a folder; give a folder with one sub-folder per class")
+    items = [(path, class_dir.name) for class_dir in sorted(p for p in data_dir.iterdir() if p.is_dir())
+             for path in sorted(class_dir.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+    if not items:
+        raise ConfigError(f"{data_dir}: no images in class sub-folders (e.g. {data_dir}/unmasked/*.jpg)")
+    return items
+
+
+def voc_boxes(image_path: Path) -> list[Box] | None:
+    """Face boxes from a VOC-style .xml beside the image, if there is one."""
+    xml = image_path.with_suffix(".xml")
+    if not xml.is_file():
+        return None
+    boxes = []
+    for obj in ET.parse(xml).getroot().iter("bndbox"):
+        x0, y0, x1, y1 = (int(float(obj.findtext(k, "0"))) for k in ("xmin", "ymin", "xmax", "ymax"))
+        boxes.append((x0, y0, x1 - x0, y1 - y0))
+    return boxes
+
+
+class Evaluator:
+    """Crops images like the edge (detected face, or the whole image as a crop) and classifies them."""
+
+    def __init__(self, bundle_dir: str, detector: DetectorConfig | None, crop_margin: float) -> None:
+        self.bundle = load_bundle(bundle_dir)
+        self.classifier = TFLiteClassifier(self.bundle, num_threads=2)
+        self.detector = build_detector(detector) if detector is not None else None
+        self.crop_margin = crop_margin
+        self.detection = {"images": 0, "found": 0, "boxes_labelled": 0, "boxes_found": 0}
+
+    def predict(self, path: Path) -> str | None:
+        """The model's label for the image's face; None when detection found no face."""
+        image = read_image(str(path))
+        if self.detector is None:
+            box = whole_image_box(image.shape, self.crop_margin)
+        else:
+            found = self.detector.detect(image)
+            self._score_detection(path, [d.box for d in found])
+            if not found:
+                return None
+            box = max(found, key=lambda d: d.box[2] * d.box[3]).box
+        probs = self.classifier.classify(crop_face(image, box, self.bundle.crop_spec))[0]
+        return self.bundle.labels[int(np.argmax(probs))]
+
+    def _score_detection(self, path: Path, boxes: list[Box]) -> None:
+        self.detection["images"] += 1
+        self.detection["found"] += bool(boxes)
+        truth = voc_boxes(path)
+        if truth:
+            self.detection["boxes_labelled"] += len(truth)
+            self.detection["boxes_found"] += sum(any(iou(t, b) >= 0.3 for b in boxes) for t in truth)
+
+
+def evaluate(evaluator: Evaluator, images: list[tuple[Path, str]], mapping: dict[str, str]
+             ) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    true, pred, skipped = [], [], []
+    for path, label in tqdm(images, desc="evaluate", unit="img"):
+        try:
+            predicted = evaluator.predict(path)
+        except ImageError:
+            skipped.append(str(path))
+            continue
+        true.append(label)
+        pred.append("no_face" if predicted is None else mapping.get(predicted, predicted))
+    labels = sorted(set(true)) + sorted(set(pred) - set(true))
+    result = report.metrics(true, pred, labels)
+    result["skipped"] = skipped
+    if evaluator.detector is not None:
+        det = evaluator.detection
+        result["detection"] = {"image_rate": round(det["found"] / max(1, det["images"]), 4), **det}
+        if det["boxes_labelled"]:
+            result["detection"]["recall"] = round(det["boxes_found"] / det["boxes_labelled"], 4)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskipy-eval", description=__doc__)
+    parser.add_argument("model", help="bundle directory (model.tflite + model.json)")
+    parser.add_argument("data_dir", type=Path, help="folder with one sub-folder of images per class")
+    parser.add_argument("--label-map", nargs="*", default=[], metavar="DATA=MODEL[,MODEL]",
+                        help="e.g. with_mask=properly_masked,improperly_masked without_mask=unmasked")
+    parser.add_argument("--detect", action="store_true",
+                        help="images are uncropped photos: find the face with the edge's detector")
+    parser.add_argument("--config", default=None, help="config.ini whose [detector] --detect uses")
+    parser.add_argument("--crop-margin", type=float, default=0.2,
+                        help="without --detect: margin the images were cropped with (default 0.2)")
+    parser.add_argument("--json", type=Path, default=None, help="write the metrics here")
+    parser.add_argument("--png", type=Path, default=None, help="write the confusion matrix here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        detector = load_edge_config(args.config).detector if args.detect else None
+        evaluator = Evaluator(args.model, detector, args.crop_margin)
+        result = evaluate(evaluator, list_images(args.data_dir), parse_label_map(args.label_map))
+    except MaskipyError as exc:
+        if os.environ.get("DEBUG"):
+            raise
+        print(f"maskipy-eval: error: {exc}", file=sys.stderr)
+        return 1
+    print(report.format_metrics(str(args.data_dir), result))
+    if "detection" in result:
+        print(f"detection: a face found in {result['detection']['image_rate']:.3f} of images"
+              + (f", box recall {result['detection']['recall']:.3f}" if "recall" in result["detection"]
+                 else ""))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        report.write_json(result, args.json)
+    png = args.png or (args.json.with_suffix(".png") if args.json else None)
+    if png:
+        report.plot_confusion(result, png, str(args.data_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
