@@ -36,6 +36,24 @@ def split_images(config_path: Path, source: str) -> list[tuple[Path, str]]:
     return [(s.path, s.label) for s in grouped_split(load_samples(config), config)["test"]]
 
 
+def training_crops_row(evaluator: Evaluator, config_path: Path, source: str) -> dict:
+    """The trainer's own test-split crops of one source (its detector, fallback box and crop), through
+    the bundle's int8 classifier: the number the trainer's bars are stated in."""
+    import numpy as np
+
+    from maskipy.trainer.report import metrics
+    from maskipy.trainer.train import prepare_crops
+
+    config, detector = load_train_config(config_path)
+    test = prepare_crops(config, detector)[1]["test"]
+    keep = [i for i, (s, how) in enumerate(zip(test.sources, test.how, strict=True))
+            if s == source and how != "mined"]
+    labels = evaluator.bundle.labels
+    pred = [labels[int(np.argmax(evaluator.classifier.classify(np.asarray(test.crops[i]))[0]))] for i in keep]
+    true = [test.labels[i] for i in keep]
+    return metrics(true, pred, sorted(set(true)) + sorted(set(pred) - set(true)))
+
+
 def run(model: str, config_path: Path, two_class_limit: int = 0) -> dict:
     crops = Evaluator(model, None, crop_margin=0.2)
     detect = Evaluator(model, load_edge_config(None).detector, crop_margin=0.2)
@@ -45,6 +63,7 @@ def run(model: str, config_path: Path, two_class_limit: int = 0) -> dict:
         two_class = two_class[:: max(1, len(two_class) // two_class_limit)]
     faces_test = split_images(config_path, "faces")
     rows = {
+        "faces_test (training crops)": training_crops_row(crops, config_path, "faces"),
         "faces_test (detected)": evaluate(detect, faces_test, {}),
         "realworld-photos_test (crops)": evaluate(crops, split_images(config_path, "realworld-photos"), {}),
         "realworld-2class (crops)": evaluate(crops, two_class, parse_label_map(TWO_CLASS_MAP)),
@@ -58,12 +77,15 @@ def table(result: dict) -> str:
     lines = [f"{'set':32s} {'n':>5s} {'acc':>6s} {'macroF1':>8s}  recall per class"]
     for name, row in result["rows"].items():
         recall = ", ".join(f"{k} {v:.3f}" for k, v in row["recall"].items())
-        lines.append(f"{name:32s} {row['n']:5d} {row['accuracy']:6.3f} {row['macro_f1']:8.3f}  {recall}")
+        found = f"  (face found in {row['detection']['image_rate']:.3f})" if "detection" in row else ""
+        lines.append(f"{name:32s} {row['n']:5d} {row['accuracy']:6.3f} {row['macro_f1']:8.3f}  "
+                     f"{recall}{found}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(DEFAULT_BUNDLE))
     parser.add_argument("--config", type=Path, default=REPO / "converters" / "default-model.ini")
     parser.add_argument("--two-class-limit", type=int, default=0, help="subsample realworld-2class")

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 DATA = SHARED / "data"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-SEED_KERAS = REPO / "runs" / "model" / "model.keras"
+# The trainer's Keras float model, where the issue said and where the trainer actually writes it.
+SEED_KERAS = (REPO / "runs" / "model" / "model.keras", REPO / "runs" / "default-model" / "model.keras")
 RESULTS = REPO / "bench" / "results"
 # Where a throwaway bundle is built when the shipped default is missing; outside the repo on purpose.
 SCRATCH = Path(os.environ.get("MASKIPY_BENCH_CACHE", "/tmp/maskipy-bench"))
@@ -109,9 +110,10 @@ def load_seed_model() -> tuple[Any, str]:
     """The trainer's Keras model if it exists, else the seed architecture; and which one it is."""
     import keras
 
-    if SEED_KERAS.is_file():
-        return keras.models.load_model(SEED_KERAS, compile=False), str(SEED_KERAS)
-    return build_seed_model(), "seed architecture, ImageNet backbone (runs/model/model.keras absent)"
+    for path in SEED_KERAS:
+        if path.is_file():
+            return keras.models.load_model(path, compile=False), str(path)
+    return build_seed_model(), "seed architecture, ImageNet backbone (no trainer model in runs/)"
 
 
 def calibration_crops(count: int = 32) -> np.ndarray:

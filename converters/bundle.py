@@ -71,6 +71,11 @@ def write_bundle(directory: Path, tflite: bytes, labels: list[str], crop: dict[s
     (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     meta["golden"] = golden(staging)
     (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return publish(staging, directory)
+
+
+def publish(staging: Path, directory: Path) -> Path:
+    """Move a finished bundle directory into place; the old one goes only once the new one is there."""
     if directory.exists():
         backup = directory.with_name(directory.name + ".old")
         shutil.rmtree(backup, ignore_errors=True)

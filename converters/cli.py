@@ -60,7 +60,7 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
     from maskipy.trainer.train import crop_spec, prepare_crops
 
     from . import parity
-    from .bundle import update_metadata, write_bundle
+    from .bundle import publish, update_metadata, write_bundle
     from .tflite import convert
 
     if not model_path.is_file():
@@ -78,19 +78,26 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
              "source": {"keras_model": model_path.name, "keras_sha256": _sha256(model_path),
                         "training": _training_summary(training_meta)},
              "versions": _versions()}
-    write_bundle(config.output_dir, tflite, labels, crop_spec(train_config).to_dict(), extra)
+    # Checked beside the target first: a bundle that fails parity never replaces a good one.
+    candidate = config.output_dir.with_name(config.output_dir.name + ".candidate")
+    write_bundle(candidate, tflite, labels, crop_spec(train_config).to_dict(), extra)
     test = parts["test"]
     keep = (np.arange(len(test.labels)) if not config.parity_samples
             else _stratified(test.labels, config.parity_samples, train_config.seed))
-    result = parity.check_parity(model, config.output_dir, test.crops[keep], [test.labels[i] for i in keep])
+    result = parity.check_parity(model, candidate, test.crops[keep], [test.labels[i] for i in keep])
     sizes = {"keras_bytes": model_path.stat().st_size, "tflite_bytes": len(tflite)}
     if config.quantization != "float32":
         sizes["float32_tflite_bytes"] = len(convert(model, "float32"))
-    update_metadata(config.output_dir, parity=result, sizes=sizes,
+    update_metadata(candidate, parity=result, sizes=sizes,
                     conversion_seconds=round(time.perf_counter() - start, 1))
     print(parity.format_parity(result))
     print("sizes: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
-    parity.enforce(result, config.min_agreement, config.max_accuracy_drop)
+    try:
+        parity.enforce(result, config.min_agreement, config.max_accuracy_drop)
+    except ModelError as exc:
+        raise ModelError(f"{exc}; the rejected bundle is in {candidate}, {config.output_dir} is unchanged"
+                         ) from None
+    publish(candidate, config.output_dir)
     print(f"bundle: {config.output_dir}")
     return result
 

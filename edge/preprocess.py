@@ -127,7 +127,9 @@ def to_input(crops: np.ndarray, dtype: Any, scale: float = 0.0, zero_point: int 
         if scale <= 0:
             raise ValueError("a quantized input needs a positive scale")
         info = np.iinfo(dtype)
-        quantized = np.round(scaled / scale + zero_point)
+        # Round half up, not half to even: MobileNetV2's scale (1/127.5, zero point -1) puts every
+        # pixel exactly on a .5, and half-to-even would merge pixel values 0 and 1, 2 and 3, ...
+        quantized = np.floor(scaled / scale + zero_point + 0.5)
         return np.clip(quantized, info.min, info.max).astype(dtype)
     raise ValueError(f"unsupported model input dtype {dtype}")
 

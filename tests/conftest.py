@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from maskipy.edge.bundle import DEFAULT_BUNDLE, MODEL_FILE
 
 REPO = Path(__file__).resolve().parent.parent

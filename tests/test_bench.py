@@ -79,7 +79,7 @@ def test_classifier_writes_rows_per_runtime_and_the_speedup(tmp_path, tiny_model
         ("int8", 1), ("int8", 2), ("int8", 4), ("float32", 1), ("float32", 2), ("float32", 4)}
     assert {r.get("call") for r in timed if r["runtime"] == "keras"} == {"predict", "predict_on_batch"}
     assert all(r["ms"]["n"] == 3 for r in timed)
-    assert {"keras_predict_over_int8", "bar", "ok"} <= set(data["speedup"])
+    assert {"keras_predict_over_int8", "keras_predict_over_int8_paired", "bar", "ok"} <= set(data["speedup"])
 
 
 def test_memory_startup_measures_a_real_edge_process(tmp_path, tiny_models, scenes_dir):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from maskipy.edge.config import EDGE_SCHEMA, load_edge_config
 from maskipy.edge.errors import ConfigError
 from maskipy.edge.settings import describe

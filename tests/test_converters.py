@@ -59,9 +59,9 @@ def test_the_model_gives_different_answers_for_different_faces(tiny_bundle: Path
 
 def test_parity_thresholds_fail_with_a_clear_message():
     result = {"agreement": 0.97, "accuracy_delta": -0.02}
-    with pytest.raises(ModelError, match="agreement 0.9700 is below .convert. min_agreement = 0.995"):
+    with pytest.raises(ModelError, match=r"agreement 0\.9700 is below \[convert\] min_agreement = 0\.995"):
         enforce(result, 0.995, 0.005)
-    with pytest.raises(ModelError, match="accuracy dropped 0.0200"):
+    with pytest.raises(ModelError, match=r"accuracy dropped 0\.0200"):
         enforce({"agreement": 1.0, "accuracy_delta": -0.02}, 0.9, 0.005)
     enforce({"agreement": 0.999, "accuracy_delta": -0.001}, 0.995, 0.005)
 
@@ -77,7 +77,7 @@ def test_edge_refuses_a_bundle_whose_sha256_does_not_match(tiny_bundle, tmp_path
     data = bytearray((copy / MODEL_FILE).read_bytes())
     data[len(data) // 2] ^= 0xFF
     (copy / MODEL_FILE).write_bytes(bytes(data))
-    with pytest.raises(ModelError, match="sha256 .* does not match model.json"):
+    with pytest.raises(ModelError, match=r"sha256 .* does not match model\.json"):
         load_bundle(copy)
 
 
@@ -100,7 +100,7 @@ def test_edge_refuses_a_missing_or_broken_bundle(tmp_path):
     with pytest.raises(ModelError, match="bundle directory not found"):
         load_bundle(tmp_path / "nowhere")
     (tmp_path / MODEL_FILE).write_bytes(b"not a model")
-    with pytest.raises(ModelError, match="model.json: missing from the bundle"):
+    with pytest.raises(ModelError, match=r"model\.json: missing from the bundle"):
         load_bundle(tmp_path)
     (tmp_path / META_FILE).write_text("{not json")
     with pytest.raises(ModelError, match="not valid JSON"):

@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_swap import edit_bundle, reload_recorder_process, state_files, wait_for_hups
+
 from maskipy.converters import deploy
 from maskipy.edge import swap
 from maskipy.edge.bundle import META_FILE, MODEL_FILE, load_bundle
-from test_swap import build_tiny_bundle, edit_bundle, reload_recorder_process, state_files, wait_for_hups
 
 # sshd lives in /usr/sbin, which is not on every PATH.
 SSHD = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd", "/usr/bin/sshd") if os.path.exists(p)),
@@ -26,11 +27,6 @@ MISSING = [name for name, path in (("sshd", SSHD), ("ssh", shutil.which("ssh")),
                                    ("ssh-keygen", shutil.which("ssh-keygen"))) if path is None]
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"{', '.join(MISSING)} not installed; "
                                 f"apt-get install -y openssh-server openssh-client")
-
-
-@pytest.fixture(scope="session")
-def _tiny_bundle_for_swap_tests(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_bundle(tmp_path_factory.getbasetemp() / "swap-tiny-bundle")
 
 
 def _free_port() -> int:
@@ -107,17 +103,17 @@ def run_deploy(*argv: str) -> int:
     return deploy.main(list(argv))
 
 
-def test_deploy_installs_and_signals_reload(target: dict, _tiny_bundle_for_swap_tests: Path,
+def test_deploy_installs_and_signals_reload(target: dict, tiny_bundle: Path,
                                            reload_recorder, capsys: pytest.CaptureFixture[str]) -> None:
     child, hups = reload_recorder
     state = target["state"]
     (state / swap.PID_FILE).write_text(f"{child.pid}\n")
-    assert run_deploy(str(_tiny_bundle_for_swap_tests), target["host"], *target["args"]) == 0, \
+    assert run_deploy(str(tiny_bundle), target["host"], *target["args"]) == 0, \
         capsys.readouterr()
     out = capsys.readouterr().out
     current = swap.current_bundle_dir(state)
     assert current is not None
-    assert (current / MODEL_FILE).read_bytes() == (_tiny_bundle_for_swap_tests / MODEL_FILE).read_bytes()
+    assert (current / MODEL_FILE).read_bytes() == (tiny_bundle / MODEL_FILE).read_bytes()
     assert f"SIGHUP to pid {child.pid}" in out and " ok " in out
     assert wait_for_hups(hups, 1) == 1
     assert list((state / "models" / "incoming").iterdir()) == [], "the upload is cleaned up"
@@ -136,9 +132,9 @@ def _damaged(kind: str, good: Path, where: Path) -> Path:
 @pytest.mark.parametrize("kind,reason", [("bad_sha256", "sha256"), ("wrong_labels", "labels"),
                                          ("truncated", "cannot load")])
 def test_a_corrupt_bundle_is_refused_and_the_old_one_stays(
-        kind: str, reason: str, target: dict, _tiny_bundle_for_swap_tests: Path, tmp_path: Path,
+        kind: str, reason: str, target: dict, tiny_bundle: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    good = _tiny_bundle_for_swap_tests
+    good = tiny_bundle
     assert run_deploy(str(good), target["host"], *target["args"]) == 0
     before = state_files(target["state"])
     capsys.readouterr()
@@ -150,9 +146,9 @@ def test_a_corrupt_bundle_is_refused_and_the_old_one_stays(
 
 
 def test_a_file_damaged_in_transit_fails_the_remote_sha256_check(
-        target: dict, _tiny_bundle_for_swap_tests: Path, sshd: dict, remote_command: str) -> None:
+        target: dict, tiny_bundle: Path, sshd: dict, remote_command: str) -> None:
     args = deploy.build_parser().parse_intermixed_args(
-        [str(_tiny_bundle_for_swap_tests), target["host"], *target["args"]])
+        [str(tiny_bundle), target["host"], *target["args"]])
     plan, hosts = deploy.make_plan(args)
     steps, cleanup = plan.steps(hosts[0])
     for step in steps[:2]:  # prepare, copy
@@ -170,8 +166,8 @@ def test_a_file_damaged_in_transit_fails_the_remote_sha256_check(
 
 
 def test_rollback_restores_the_previous_model(
-        target: dict, _tiny_bundle_for_swap_tests: Path, tmp_path: Path) -> None:
-    first = _tiny_bundle_for_swap_tests
+        target: dict, tiny_bundle: Path, tmp_path: Path) -> None:
+    first = tiny_bundle
     second = edit_bundle(first, tmp_path / "second", note="second")
     assert run_deploy(str(first), target["host"], *target["args"]) == 0
     assert run_deploy(str(second), target["host"], *target["args"]) == 0
@@ -182,18 +178,18 @@ def test_rollback_restores_the_previous_model(
     assert load_bundle(restored).metadata == load_bundle(first).metadata
 
 
-def test_dry_run_changes_nothing(target: dict, _tiny_bundle_for_swap_tests: Path,
+def test_dry_run_changes_nothing(target: dict, tiny_bundle: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_deploy("--dry-run", str(_tiny_bundle_for_swap_tests), target["host"], *target["args"]) == 0
+    assert run_deploy("--dry-run", str(tiny_bundle), target["host"], *target["args"]) == 0
     out = capsys.readouterr().out
     assert "would install" in out and "would copy" in out and "scp" in out
     assert state_files(target["state"]) == {} and list(target["state"].iterdir()) == []
 
 
 def test_several_hosts_get_a_summary_and_a_failure_exits_non_zero(
-        target: dict, _tiny_bundle_for_swap_tests: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        target: dict, tiny_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     stranger = "nobody-here@127.0.0.1"  # sshd's AllowUsers refuses it: a host that cannot be reached
-    code = run_deploy(str(_tiny_bundle_for_swap_tests), target["host"], stranger, *target["args"])
+    code = run_deploy(str(tiny_bundle), target["host"], stranger, *target["args"])
     captured = capsys.readouterr()
     assert code == 1
     table = captured.out[captured.out.index("host "):]

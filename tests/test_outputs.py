@@ -7,6 +7,7 @@ from collections import deque
 
 import numpy as np
 import pytest
+
 from maskipy.edge.config import load_edge_config
 from maskipy.edge.errors import OutputError
 from maskipy.edge.outputs import build_outputs, close_outputs

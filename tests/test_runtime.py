@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from maskipy.edge.config import load_edge_config
 from maskipy.edge.runtime import STAGES, EdgeRuntime, resolve_model
 from maskipy.edge.sdnotify import SystemdNotifier

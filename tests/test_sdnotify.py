@@ -8,6 +8,7 @@ import time
 import uuid
 
 import pytest
+
 from maskipy.edge.sdnotify import SystemdNotifier, watchdog_interval
 
 

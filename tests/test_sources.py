@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from maskipy.edge.config import CameraConfig
 from maskipy.edge.errors import CameraError
 from maskipy.edge.sources import open_source, source_kind

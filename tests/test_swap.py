@@ -15,64 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from maskipy.edge import swap
-from maskipy.edge.bundle import DEFAULT_BUNDLE, META_FILE, MODEL_FILE
+from maskipy.edge.bundle import META_FILE, MODEL_FILE
 from maskipy.edge.errors import DeployError, ModelError
-
-LABELS = ["properly_masked", "improperly_masked", "unmasked", "not_face"]
-
-# Runs in a child process: TensorFlow stays out of the test process (memory, import time, and its
-# own TFLite copy next to ai-edge-litert's).
-_BUILD_SCRIPT = r"""
-import hashlib, json, sys
-from pathlib import Path
-import numpy as np
-import tensorflow as tf
-
-out, labels = Path(sys.argv[1]), json.loads(sys.argv[2])
-inputs = tf.keras.Input((224, 224, 3))
-x = tf.keras.layers.AveragePooling2D(32)(inputs)
-x = tf.keras.layers.Flatten()(x)
-model = tf.keras.Model(inputs, tf.keras.layers.Dense(len(labels), activation="softmax")(x))
-
-def representative():
-    rng = np.random.default_rng(1)
-    for _ in range(8):
-        yield [rng.uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)]
-
-converter = tf.lite.TFLiteConverter.from_keras_model(model)
-converter.optimizations = [tf.lite.Optimize.DEFAULT]
-converter.representative_dataset = representative
-converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-converter.inference_input_type = tf.int8
-converter.inference_output_type = tf.int8
-data = converter.convert()
-out.mkdir(parents=True, exist_ok=True)
-(out / "model.tflite").write_bytes(data)
-meta = {"format": "maskipy-bundle/1", "labels": labels,
-        "preprocess": {"crop": {"margin": 0.2, "size": 224, "interpolation": "auto", "colour_order": "rgb"}},
-        "model": {"file": "model.tflite", "sha256": hashlib.sha256(data).hexdigest()}}
-(out / "model.json").write_text(json.dumps(meta, indent=2))
-"""
-
-
-def build_tiny_bundle(directory: Path) -> Path:
-    """A small valid bundle in ``directory``: the packaged default if present, else a tiny int8 model."""
-    if (directory / MODEL_FILE).is_file():
-        return directory  # built earlier this session (test_swap and test_deploy share it)
-    if (DEFAULT_BUNDLE / MODEL_FILE).is_file():
-        shutil.copytree(DEFAULT_BUNDLE, directory)
-        return directory
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([sys.executable, "-c", _BUILD_SCRIPT, str(directory), json.dumps(LABELS)],
-                          capture_output=True, text=True, env=env, timeout=300, check=False)
-    assert done.returncode == 0, f"building the tiny bundle failed:\n{done.stderr[-3000:]}"
-    return directory
-
-
-@pytest.fixture(scope="session")
-def _tiny_bundle_for_swap_tests(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_bundle(tmp_path_factory.getbasetemp() / "swap-tiny-bundle")
 
 
 def edit_bundle(source: Path, target: Path, *, model: bytes | None = None, fix_sha: bool = True,
@@ -90,8 +36,9 @@ def edit_bundle(source: Path, target: Path, *, model: bytes | None = None, fix_s
 
 
 @pytest.fixture
-def bundle(_tiny_bundle_for_swap_tests: Path) -> Path:
-    return _tiny_bundle_for_swap_tests
+def bundle(tiny_bundle: Path) -> Path:
+    """The session's tiny, really trained int8 bundle (conftest.py)."""
+    return tiny_bundle
 
 
 @pytest.fixture
@@ -186,8 +133,10 @@ def test_golden_output_within_tolerance_passes(bundle: Path, labels: tuple[str, 
     from maskipy.edge.bundle import load_bundle
     from maskipy.edge.classify import TFLiteClassifier
 
-    crop = np.random.default_rng(7).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
-    probs = TFLiteClassifier(load_bundle(bundle), num_threads=1).classify(crop)
+    loaded = load_bundle(bundle)
+    size = loaded.crop_spec.size
+    crop = np.random.default_rng(7).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+    probs = TFLiteClassifier(loaded, num_threads=1).classify(crop)
     good = edit_bundle(bundle, tmp_path / "golden",
                        golden={"seed": 7, "probabilities": probs.tolist(), "tolerance": 0.05})
     validation = swap.validate_bundle(good, labels)

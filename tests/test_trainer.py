@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SHARED, tiny_train_config
+
 from maskipy.edge.config import DetectorConfig
 from maskipy.edge.detect import build_detector
 from maskipy.edge.errors import ConfigError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from maskipy.edge.errors import CameraError
 from maskipy.edge.sources.replay import ReplaySource
 from maskipy.edge.watchdog import Heartbeat, SourceWatchdog
