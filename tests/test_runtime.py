@@ -60,9 +60,10 @@ def test_a_person_in_a_video_is_counted_once_not_per_frame(tmp_path, bundle_dir,
     runtime = EdgeRuntime(config, source=str(video), model=bundle_dir, notifier=SystemdNotifier(""))
     counts = runtime.run()
     timing = runtime.timer.as_dict()
-    faces_per_frame = timing["faces"] / timing["frames"]
+    # Faces are found on the frames the detector runs on ([detector] every_n_frames).
+    faces_per_frame = timing["faces"] / timing["inferred_frames"]
     assert timing["frames"] == 12 and faces_per_frame >= 1
-    assert sum(counts.values()) <= faces_per_frame  # once per person, not 12 times
+    assert 1 <= sum(counts.values()) <= faces_per_frame  # once per person, not once per frame
     assert len(read_events(tmp_path / "state")) == sum(counts.values())
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import multiprocessing
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -63,10 +64,17 @@ def detect_all(paths: list[str], config: DetectorConfig, workers: int = 2) -> di
     """Run the detector over images in worker processes; returns path -> (shape or None, detections)."""
     from tqdm import tqdm
 
+    jobs = [(p, config) for p in paths]
+    if workers <= 1 or len(paths) < 64:  # a pool costs more than it saves on a few images
+        found = map(_detect_one, jobs)
+        return {path: (shape, dets) for path, shape, dets in tqdm(found, total=len(paths),
+                                                                  desc="detect faces", unit="img")}
     results: dict[str, tuple] = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        jobs = pool.map(_detect_one, [(p, config) for p in paths], chunksize=16)
-        for path, shape, dets in tqdm(jobs, total=len(paths), desc="detect faces", unit="img"):
+    # spawn, not fork: a forked child of a process that has loaded TensorFlow can deadlock.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        found = pool.map(_detect_one, jobs, chunksize=16)
+        for path, shape, dets in tqdm(found, total=len(paths), desc="detect faces", unit="img"):
             results[path] = (shape, dets)
     return results
 
