@@ -21,6 +21,14 @@ $(VENV)/.dev: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e '.[edge,train,dev]'
 	touch $@
 
+# The legacy runtime (tflite-runtime 2.14: numpy<2, Python <= 3.11) lives in its own venv, so a test
+# can check that the bundle answers alike in both runtimes. Best effort: skipped where it cannot exist.
+LEGACY_VENV ?= .venv-legacy
+$(LEGACY_VENV)/.ok:
+	-$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] > (3, 11))' && \
+	  $(PYTHON) -m venv $(LEGACY_VENV) && \
+	  $(LEGACY_VENV)/bin/pip install -q 'tflite-runtime==2.14.*' 'numpy<2' && touch $@
+
 setup-edge: $(VENV)/.edge
 setup-dev: $(VENV)/.dev
 
@@ -29,9 +37,10 @@ run: $(VENV)/.edge
 	$(BIN)/maskipy-edge run --source $(SOURCE) --state-dir $(STATE)
 
 ## test: the whole test suite (offline; needs ../shared beside the repository)
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(LEGACY_VENV)/.ok
 	$(BIN)/ruff check edge trainer converters bench tests
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	MASKIPY_LEGACY_PYTHON=$$(test -f $(LEGACY_VENV)/.ok && echo $(CURDIR)/$(LEGACY_VENV)/bin/python) \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check edge trainer converters bench tests

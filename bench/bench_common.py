@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -89,21 +88,15 @@ def tensorflow_available() -> bool:
 
 
 def build_seed_model(weights: Path | None = WEIGHTS) -> Any:
-    """The seed's Keras float model: MobileNetV2-224 + MaxPool(7) → Flatten → 128 → 128 → 4 softmax.
-
-    Weights of the head do not matter for speed; the backbone gets the shared ImageNet weights when
-    present so activations (and int8 calibration ranges) look like a real model's.
+    """The seed's Keras float model, built by the trainer: MobileNetV2-224 + MaxPool(7) → Flatten →
+    128 → 128 → 4 softmax. Head weights do not matter for speed; the backbone gets the shared
+    ImageNet weights when present so activations (and int8 calibration ranges) look like a real model's.
     """
-    import keras
+    from maskipy.trainer.model import assemble, build_feature_extractor, build_head
 
-    use = str(weights) if weights is not None and Path(weights).is_file() else None
-    base = keras.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False, weights=use)
-    x = keras.layers.MaxPooling2D((7, 7))(base.output)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(128, activation="relu")(x)
-    x = keras.layers.Dense(128, activation="relu")(x)
-    out = keras.layers.Dense(len(LABELS), activation="softmax")(x)
-    return keras.Model(base.input, out, name="seed_mobilenetv2")
+    use = str(weights) if weights is not None and Path(weights).is_file() else "none"
+    features = build_feature_extractor(224, use)
+    return assemble(features, build_head(int(features.output_shape[-1]), len(LABELS)))
 
 
 def load_seed_model() -> tuple[Any, str]:
@@ -132,47 +125,18 @@ def calibration_crops(count: int = 32) -> np.ndarray:
     return np.stack(crops)
 
 
-def convert_tflite(model: Any, *, int8: bool, crops: np.ndarray | None = None) -> bytes:
-    """A TFLite flatbuffer of ``model``: float32, or full-integer int8 calibrated on ``crops``."""
-    import tensorflow as tf
-
-    from maskipy.edge.preprocess import scale_pixels
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if int8:
-        samples = scale_pixels(crops if crops is not None else calibration_crops())
-
-        def representative() -> Any:
-            for sample in samples:
-                yield [sample[None]]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return converter.convert()
-
-
-def write_bundle(directory: Path, flatbuffer: bytes, note: str) -> Path:
-    """Write model.tflite + model.json (maskipy-bundle/1) into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "model.tflite").write_bytes(flatbuffer)
-    meta = {"format": "maskipy-bundle/1", "labels": list(LABELS), "preprocess": {"crop": dict(CROP)},
-            "model": {"file": "model.tflite", "sha256": hashlib.sha256(flatbuffer).hexdigest()},
-            "note": note}
-    (directory / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    return directory
-
-
 def throwaway_bundle(kind: str = "int8") -> Path:
     """A cached bench-only bundle (``int8`` or ``float32``) of the seed architecture, built once."""
     directory = SCRATCH / f"bundle-{kind}"
     if (directory / "model.json").is_file():
         return directory
+    from maskipy.converters.bundle import write_bundle
+    from maskipy.converters.tflite import convert
+
     model, origin = load_seed_model()
-    flatbuffer = convert_tflite(model, int8=kind == "int8")
-    return write_bundle(directory, flatbuffer, f"bench throwaway {kind} model from {origin}")
+    flatbuffer = convert(model, kind, calibration_crops() if kind == "int8" else None)
+    return write_bundle(directory, flatbuffer, list(LABELS), dict(CROP),
+                        {"note": f"bench throwaway {kind} model from {origin}"})
 
 
 def resolve_bundle(location: str | Path | None = None) -> tuple[Path, str]:

@@ -54,7 +54,8 @@ SCENE_FACES = {
 # The seed's detector as a config: one frontal cascade, minNeighbors 5, plain equalisation. Every
 # option is spelled out, so the comparison does not move when DetectorConfig's defaults change.
 BASE = replace(DetectorConfig(), cascades=("frontalface_default",), min_neighbors=5, clahe=False,
-               border=0.0, eye_cascades=(), calibrate_boxes=False, scale_factor=1.1)
+               border=0.0, eye_cascades=(), calibrate_boxes=False, scale_factor=1.1,
+               detect_width=320, eye_detect_width=0, every_n_frames=1)
 MN2 = replace(BASE, min_neighbors=2, clahe=True)
 EYES = replace(MN2, eye_cascades=("eye",), calibrate_boxes=True)
 # The configurations compared; the first is the baseline of the cost ratio.
@@ -71,7 +72,6 @@ CONFIGS: dict[str, DetectorConfig] = {
     "default+alt2_mn2_clahe+eyes": replace(EYES, cascades=("frontalface_default", "frontalface_alt2")),
     "mn2_clahe+eyes_sf1.05": replace(EYES, scale_factor=1.05),
     "mn2_clahe+eyes_w240": replace(EYES, detect_width=240),
-    "mn2_clahe+eyes_w240_eyes320": replace(EYES, detect_width=240, eye_detect_width=320),
     "default+alt2_mn2_clahe+eyes_w240": replace(EYES, detect_width=240,
                                                 cascades=("frontalface_default", "frontalface_alt2")),
     "mn2_clahe+eyes+glasses": replace(EYES, eye_cascades=("eye", "eye_tree_eyeglasses")),

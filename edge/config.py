@@ -40,14 +40,14 @@ class DetectorConfig:
     cascades: tuple[str, ...] = setting(
         ("frontalface_default",), "cascade names from cv2.data (frontalface_default, "
         "frontalface_alt2, profileface, ...) or paths to cascade XML files")
-    detect_width: int = setting(240, "run detection on a copy of the frame this wide (0: full size)",
+    detect_width: int = setting(320, "run detection on a copy of the frame this wide (0: full size)",
                                 low=0, high=4096)
     scale_factor: float = setting(1.1, "Haar pyramid step", low=1.01, high=2.0)
     min_neighbors: int = setting(2, "Haar min neighbours; lower finds more faces and more false ones",
                                  low=0, high=50)
     min_face: int = setting(48, "smallest face to report, in full-frame pixels", low=8, high=2048)
     equalize: bool = setting(True, "equalise the grey histogram before detecting")
-    every_n_frames: int = setting(3, "detect every Nth frame and follow tracks in between",
+    every_n_frames: int = setting(4, "detect every Nth frame and follow tracks in between",
                                   low=1, high=30)
     clahe: bool = setting(True, "with equalize, use local contrast (CLAHE) instead of one histogram "
                           "for the whole frame, so a bright mask does not flatten the eyes")

@@ -18,7 +18,10 @@ def tiny_models(tmp_path_factory):
     """A tiny Keras model with the seed's input and output shapes, and its int8 and float32 bundles."""
     pytest.importorskip("tensorflow")
     import keras
-    from bench_common import convert_tflite, write_bundle
+    from bench_common import CROP, LABELS
+
+    from maskipy.converters.bundle import write_bundle
+    from maskipy.converters.tflite import convert
 
     inputs = keras.Input((224, 224, 3))
     x = keras.layers.Conv2D(4, 8, strides=8, activation="relu")(inputs)
@@ -26,8 +29,8 @@ def tiny_models(tmp_path_factory):
     model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
     crops = np.random.default_rng(0).integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
     root = tmp_path_factory.mktemp("bundles")
-    int8 = write_bundle(root / "int8", convert_tflite(model, int8=True, crops=crops), "test")
-    float32 = write_bundle(root / "float32", convert_tflite(model, int8=False), "test")
+    int8 = write_bundle(root / "int8", convert(model, "int8", crops), list(LABELS), dict(CROP), {})
+    float32 = write_bundle(root / "float32", convert(model, "float32"), list(LABELS), dict(CROP), {})
     return model, int8, float32
 
 
