@@ -130,9 +130,3 @@ def grouped_split(samples: list[Sample], config: TrainConfig) -> dict[str, list[
         else:
             split["train"].append(sample)
     return split
-
-
-def summarise(split: dict[str, list[Sample]]) -> dict[str, dict[str, int]]:
-    """Image counts per split and label, for the report and metadata."""
-    return {name: dict(sorted(Counter(s.label for s in items).items()))
-            for name, items in split.items()}
