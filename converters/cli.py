@@ -117,11 +117,11 @@ def _versions() -> dict[str, str]:
     import tensorflow as tf
 
     versions = {"tensorflow": tf.__version__, "numpy": np.__version__}
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         versions["ai-edge-litert"] = version("ai-edge-litert")
-    except Exception:
+    except PackageNotFoundError:
         versions["ai-edge-litert"] = "not installed"
     return versions
 

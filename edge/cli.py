@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import swap
 from .config import EdgeConfig, example_config, load_edge_config
 from .errors import CameraError, MaskipyError, OutputError
+from .swap import PID_FILE  # the bundle manager reads it to send SIGHUP after installing a model
 
 log = logging.getLogger(__name__)
 
 PROG = "maskipy-edge"
-# The bundle manager (maskipy.edge.swap) reads this to send SIGHUP after installing a model.
-PID_FILE = "maskipy-edge.pid"
 
 
 def write_pid_file(state_dir: Path) -> Path:
@@ -159,12 +159,6 @@ def cmd_example_config(args: argparse.Namespace) -> int:
 
 def cmd_bundle(argv: Sequence[str]) -> int:
     """Hand ``bundle ...`` to the bundle manager (maskipy.edge.swap)."""
-    try:
-        from . import swap
-    except ImportError as exc:
-        if getattr(exc, "name", None) not in (None, f"{__package__}.swap"):
-            raise
-        raise MaskipyError("bundle: this install has no bundle manager (maskipy.edge.swap)") from None
     return int(swap.main(list(argv)) or 0)
 
 

@@ -23,6 +23,7 @@ from .outputs import Output, build_outputs, close_outputs
 from .preprocess import Box, crop_face
 from .sdnotify import SystemdNotifier
 from .sources import FrameSource, open_source
+from .swap import current_bundle_dir
 from .tracking import CountEvent, Observation, Tracker
 from .watchdog import Heartbeat, SourceWatchdog, heartbeat_path
 
@@ -54,17 +55,6 @@ class StageTimer:
         per_frame = {k: 1000.0 * v / self.frames if self.frames else 0.0 for k, v in self.seconds.items()}
         return {"frames": self.frames, "inferred_frames": self.inferred_frames, "faces": self.faces,
                 "seconds": dict(self.seconds), "ms_per_frame": per_frame}
-
-
-def current_bundle_dir(state_dir: Path) -> Path | None:
-    """The bundle deployed into ``<state_dir>/models/current``, if the swap module is installed."""
-    try:
-        from .swap import current_bundle_dir as swapped
-    except ImportError as exc:
-        if getattr(exc, "name", None) not in (None, f"{__package__}.swap"):
-            raise
-        return None
-    return swapped(state_dir)
 
 
 def resolve_model(config: EdgeConfig, model: str | Path | None = None) -> str | Path | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from maskipy.edge.config import DetectorConfig
-from maskipy.edge.detect import Detection, build_detector, iou
+from maskipy.edge.detect import Detection, HaarDetector, build_detector, iou
 from maskipy.edge.errors import ImageError
 from maskipy.edge.preprocess import Box, CropSpec, crop_face, read_image, whole_image_box
 
@@ -45,6 +46,12 @@ class CropSet:
                        pick(self.how), pick(self.paths), self.skipped)
 
 
+@functools.lru_cache(maxsize=4)
+def _detector(config: DetectorConfig) -> HaarDetector:
+    """One detector per config and process: loading the cascades costs more than a detection."""
+    return build_detector(config)
+
+
 def _detect_one(args: tuple[str, DetectorConfig]) -> tuple[str, tuple[int, int] | None, list[Detection]]:
     path, config = args
     import cv2
@@ -54,10 +61,7 @@ def _detect_one(args: tuple[str, DetectorConfig]) -> tuple[str, tuple[int, int] 
         image = read_image(path)
     except ImageError:
         return path, None, []
-    return path, image.shape[:2], _DETECTOR_CACHE.setdefault(config, build_detector(config)).detect(image)
-
-
-_DETECTOR_CACHE: dict[DetectorConfig, object] = {}
+    return path, image.shape[:2], _detector(config).detect(image)
 
 
 def detect_all(paths: list[str], config: DetectorConfig, workers: int = 2) -> dict[str, tuple]:
