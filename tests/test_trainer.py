@@ -111,3 +111,24 @@ def test_bad_train_config_names_key_and_fix(tmp_path):
 
     with pytest.raises(ConfigError, match="file not found; use imagenet, none"):
         backbone_weights(config.weights)
+
+
+def test_oversample_adds_augmented_views_of_one_real_class_only(tmp_path):
+    import numpy as np
+
+    from maskipy.trainer.crops import CropSet
+    from maskipy.trainer.train import _targets, training_inputs
+
+    crops = np.zeros((4, 8, 8, 3), np.uint8)
+    train = CropSet(crops, ["improperly_masked", "unmasked", "improperly_masked", "improperly_masked"],
+                    ["a", "b", "c", "d"], ["realworld-photos", "realworld-photos", "faces",
+                                           "realworld-photos"], ["precropped"] * 4, ["p"] * 4, [])
+    empty = train.select(np.zeros(4, bool))
+    parts = {"train": train, "val": empty, "test": empty}
+    config = tiny_train_config(SHARED, tmp_path, views=1, synth_masks=False,
+                               oversample=("realworld-photos/improperly_masked:3",))
+    inputs = training_inputs(parts, config, DetectorConfig())
+    extra = inputs[1]
+    assert extra.labels == ["improperly_masked", "improperly_masked"] and extra.copies == 3
+    targets = _targets(inputs, parts, config.labels)["train"]
+    assert len(targets) == 4 * 2 + 2 * 3

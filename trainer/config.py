@@ -34,6 +34,8 @@ class TrainConfig:
     mine_negatives: bool = setting(True, "add detector boxes off the face as not_face examples")
     synth_masks: bool = setting(True, "draw proper and improper masks onto real unmasked training "
                                 "faces (real-photo improper examples)")
+    oversample: tuple[str, ...] = setting((), "source/label:views, e.g. realworld-photos/improperly_"
+                                          "masked:4: extra augmented views of a rare real class")
     synth_views: int = setting(1, "augmented views of each drawn-mask face (plus the clean one)",
                                low=0, high=20)
     finetune_epochs: int = setting(0, "second stage: epochs training the last backbone block and "
@@ -85,7 +87,7 @@ def load_train_config(path: str | Path | None) -> tuple[TrainConfig, DetectorCon
                           train.manifest))
     if train.weights.lower() not in ("imagenet", "none"):
         train = dataclasses.replace(train, weights=str(_resolve(base, Path(train.weights).expanduser())))
-    for item in (*train.precropped, *train.label_map, *train.label_weights):
+    for item in (*train.precropped, *train.label_map, *train.label_weights, *train.oversample):
         if item.count(":") != 1:
             raise ConfigError(f"{shown} [train]: {item!r} is not name:value; write e.g. "
                               f"realworld-photos:0.2 or improperly_masked:2.0")

@@ -45,6 +45,11 @@ class TrainingInput:
     views: int
     seed: int
     cache_tag: str
+    first_view: int = 0  # 1: augmented views only (the clean crops are already in another input)
+
+    @property
+    def copies(self) -> int:
+        return self.views + 1 - self.first_view
 
 
 def crop_spec(config: TrainConfig) -> CropSpec:
@@ -92,6 +97,15 @@ def training_inputs(parts: dict[str, CropSet], config: TrainConfig, detector: De
         crops, labels = drawn_masks(parts["train"], config, detector)
         inputs.append(TrainingInput("drawn-masks", crops, labels, config.synth_views,
                                     config.seed * 1000 + 500, "synth"))
+    train = parts["train"]
+    for n, (key, views) in enumerate(pairs(config.oversample).items()):
+        source, label = key.split("/", 1)
+        keep = np.array([s == source and lab == label for s, lab in zip(train.sources, train.labels,
+                                                                       strict=True)])
+        chosen = train.select(keep)
+        inputs.append(TrainingInput(f"more {key}", chosen.crops, chosen.labels, int(views),
+                                    config.seed * 1000 + 700 + 50 * n, f"over-{source}-{label}",
+                                    first_view=1))
     return inputs
 
 
@@ -100,7 +114,7 @@ def _features(extractor: Any, inputs: list[TrainingInput], parts: dict[str, Crop
     """train (every input, clean and augmented views), val and test features, cached."""
     train = []
     for item in inputs:
-        for view in range(item.views + 1):
+        for view in range(item.first_view, item.views + 1):
             seed = None if view == 0 else item.seed + view - 1
             desc = f"features {item.name} ({'clean' if view == 0 else f'view {view}/{item.views}'})"
             train.append(cached_features(extractor, item.crops, config.cache_dir,
@@ -115,7 +129,7 @@ def _features(extractor: Any, inputs: list[TrainingInput], parts: dict[str, Crop
 def _targets(inputs: list[TrainingInput], parts: dict[str, CropSet], labels: tuple[str, ...]
              ) -> dict[str, np.ndarray]:
     index = {label: i for i, label in enumerate(labels)}
-    train = [np.tile([index[label] for label in item.labels], item.views + 1) for item in inputs]
+    train = [np.tile([index[label] for label in item.labels], item.copies) for item in inputs]
     out = {"train": np.concatenate(train).astype(np.int64)}
     for name in ("val", "test"):
         out[name] = np.array([index[label] for label in parts[name].labels], dtype=np.int64)
