@@ -63,6 +63,16 @@ def write_json(path: str | Path, data: dict[str, Any]) -> Path:
     return path
 
 
+def report_and_save(result: dict[str, Any], script: str, argv: Sequence[str] | None,
+                    json_path: str | Path, print_report: Any) -> Path:
+    """Record the command line, print the report, write the JSON: the end of every bench script."""
+    result["command"] = " ".join(["python", f"bench/{script}", *(argv or sys.argv[1:])])
+    print_report(result)
+    path = write_json(json_path, result)
+    print(f"\nwrote {path}")
+    return path
+
+
 def machine_info() -> dict[str, Any]:
     """What ran the benchmark: CPU, cores, Python and library versions (numbers mean nothing without it)."""
     info: dict[str, Any] = {"machine": platform.machine(), "processor": platform.processor() or "",

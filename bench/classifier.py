@@ -20,11 +20,11 @@ from bench_common import (
     format_table,
     load_seed_model,
     machine_info,
+    report_and_save,
     resolve_bundle,
     summarize,
     tensorflow_available,
     throwaway_bundle,
-    write_json,
 )
 
 from maskipy.edge.preprocess import to_input
@@ -208,9 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run_benchmark(runs=20 if args.quick else args.runs, bundle=args.model,
                            float_model=args.float_model)
-    result["command"] = " ".join(["python", "bench/classifier.py", *(argv or sys.argv[1:])])
-    print_report(result)
-    print(f"\nwrote {write_json(args.json, result)}")
+    report_and_save(result, "classifier.py", argv, args.json, print_report)
     return 0
 
 

@@ -22,10 +22,10 @@ from bench_common import (
     format_table,
     load_seed_model,
     machine_info,
+    report_and_save,
     resolve_bundle,
     summarize,
     tensorflow_available,
-    write_json,
 )
 from bench_pipelines import EdgePipeline, SeedPipeline, default_config_dict, edge_config, haar_reference_ms
 
@@ -356,9 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            bundle=args.model, variants=variants)
     result["bars"] = bars(result)
     result["pi_estimate"] = pi_estimate(result)
-    result["command"] = " ".join(["python", "bench/edge_pipeline.py", *(argv or sys.argv[1:])])
-    print_report(result)
-    print(f"\nwrote {write_json(args.json, result)}")
+    report_and_save(result, "edge_pipeline.py", argv, args.json, print_report)
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import DATA, RESULTS, format_table, machine_info, resolve_bundle, write_json
+from bench_common import DATA, RESULTS, format_table, machine_info, report_and_save, resolve_bundle
 
 RSS_BAR_MB = 250.0
 FIRST_DECISION_BAR_S = 3.0
@@ -122,8 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run_benchmark(runs=1 if args.quick else args.runs, bundle=args.model,
                            source=Path(args.source) if args.source else None)
-    print_report(result)
-    print(f"\nwrote {write_json(args.json, result)}")
+    report_and_save(result, "memory_startup.py", argv, args.json, print_report)
     return 0 if result["bars"]["all_exit_zero"] else 1
 
 

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from maskipy.edge.errors import MaskipyError, ModelError
+from maskipy.edge.errors import MaskipyError, ModelError, report_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except MaskipyError as exc:
-        if os.environ.get("DEBUG"):
-            raise
-        print(f"maskipy-convert: error: {exc}", file=sys.stderr)
-        return 1
+        return report_error("maskipy-convert", exc)
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import secrets
 import shlex
@@ -11,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from maskipy.edge.bundle import META_FILE, MODEL_FILE, Bundle, load_bundle, sha256_file
-from maskipy.edge.errors import DeployError, MaskipyError
+from maskipy.edge.errors import DeployError, MaskipyError, report_error
 
 DEFAULT_STATE_DIR = "/var/lib/maskipy"
 DEFAULT_CONFIG = "/etc/maskipy/config.ini"
@@ -258,10 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return deploy(build_parser().parse_intermixed_args(argv))
     except (MaskipyError, OSError) as exc:
-        if os.environ.get("DEBUG"):
-            traceback.print_exc()
-        print(f"maskipy-deploy: error: {exc}", file=sys.stderr)
-        return 1
+        return report_error("maskipy-deploy", exc)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from . import swap
 from .config import EdgeConfig, example_config, load_edge_config
-from .errors import CameraError, MaskipyError, OutputError
+from .errors import CameraError, MaskipyError, OutputError, report_error
 from .swap import PID_FILE  # the bundle manager reads it to send SIGHUP after installing a model
 
 log = logging.getLogger(__name__)
@@ -199,10 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(args.verbose)
         return args.func(args)
     except MaskipyError as exc:
-        if os.environ.get("DEBUG", "") not in ("", "0"):
-            traceback.print_exc()
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+        return report_error(PROG, exc)
 
 
 if __name__ == "__main__":

@@ -27,3 +27,18 @@ class OutputError(MaskipyError, RuntimeError):
 
 class DeployError(MaskipyError, RuntimeError):
     """Copying, validating or swapping a bundle on a remote host failed."""
+
+
+def report_error(prog: str, exc: BaseException, hint: str = "") -> int:
+    """Print ``prog: error: ...`` (the traceback too when DEBUG is set) and return exit code 1.
+
+    Every maskipy command reports user mistakes this way: one line naming the problem and the fix.
+    """
+    import os
+    import sys
+    import traceback
+
+    if os.environ.get("DEBUG", "") not in ("", "0"):
+        traceback.print_exception(exc)
+    print(f"{prog}: error: {exc}{hint}", file=sys.stderr)
+    return 1

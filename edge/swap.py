@@ -10,7 +10,6 @@ import shutil
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import numpy as np
 
 from .bundle import META_FILE, MODEL_FILE, Bundle, load_bundle
 from .config import COUNTED_CLASSES, ClassifierConfig, load_edge_config
-from .errors import DeployError, MaskipyError, ModelError
+from .errors import DeployError, MaskipyError, ModelError, report_error
 
 if TYPE_CHECKING:  # the interpreter is imported only when a bundle is validated
     from .classify import TFLiteClassifier
@@ -385,12 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: usage errors and --help; a dispatcher wants a code
         return exc.code if isinstance(exc.code, int) else 1
     except (MaskipyError, OSError) as exc:
-        if os.environ.get("DEBUG"):
-            traceback.print_exc()
         hint = ("; run as the service user (sudo -u maskipy) or fix the state dir's owner"
                 if isinstance(exc, PermissionError) else "")
-        print(f"maskipy-edge: error: {exc}{hint}", file=sys.stderr)
-        return 1
+        return report_error("maskipy-edge", exc, hint)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
-from maskipy.edge.errors import MaskipyError
+from maskipy.edge.errors import MaskipyError, report_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,10 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             config = dataclasses.replace(config, limit=args.limit)
         result = train(config, detector)
     except MaskipyError as exc:
-        if os.environ.get("DEBUG"):
-            raise
-        print(f"maskipy-train: error: {exc}", file=sys.stderr)
-        return 1
+        return report_error("maskipy-train", exc)
     print(f"model: {result.model_path}")
     print("wall time: " + ", ".join(f"{k} {v}" for k, v in result.timings.items()))
     return 0

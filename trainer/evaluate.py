@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -16,7 +15,7 @@ from maskipy.edge.bundle import load_bundle
 from maskipy.edge.classify import TFLiteClassifier
 from maskipy.edge.config import DetectorConfig, load_edge_config
 from maskipy.edge.detect import build_detector, iou
-from maskipy.edge.errors import ConfigError, ImageError, MaskipyError
+from maskipy.edge.errors import ConfigError, ImageError, MaskipyError, report_error
 from maskipy.edge.preprocess import Box, crop_face, read_image, whole_image_box
 
 from . import report
@@ -141,10 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluator = Evaluator(args.model, detector, args.crop_margin)
         result = evaluate(evaluator, list_images(args.data_dir), parse_label_map(args.label_map))
     except MaskipyError as exc:
-        if os.environ.get("DEBUG"):
-            raise
-        print(f"maskipy-eval: error: {exc}", file=sys.stderr)
-        return 1
+        return report_error("maskipy-eval", exc)
     print(report.format_metrics(str(args.data_dir), result))
     if "detection" in result:
         print(f"detection: a face found in {result['detection']['image_rate']:.3f} of images"
