@@ -38,12 +38,12 @@ run: $(VENV)/.edge
 
 ## test: the whole test suite (offline; needs ../shared beside the repository)
 test: $(VENV)/.dev $(LEGACY_VENV)/.ok
-	$(BIN)/ruff check edge trainer converters bench tests
+	$(BIN)/ruff check edge trainer converters bench tests docs
 	MASKIPY_LEGACY_PYTHON=$$(test -f $(LEGACY_VENV)/.ok && echo $(CURDIR)/$(LEGACY_VENV)/bin/python) \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check edge trainer converters bench tests
+	$(BIN)/ruff check edge trainer converters bench tests docs
 
 ## default-model: retrain and reconvert the bundled model (about 25 min on 2 cores)
 default-model: $(VENV)/.dev

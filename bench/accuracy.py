@@ -1,6 +1,7 @@
 """Accuracy of a bundle through the edge path (int8, edge crop) on the held-out splits and real sets.
 
     python bench/accuracy.py [--model edge/models/default] [--config converters/default-model.ini]
+        [--edge-config edge/thorough-detector.ini]
 
 Rows: the identity-grouped test split of faces/ (synthetic MaskedFace-Net + LFW), the grouped test
 split of realworld-photos/ (real photos, three classes), and realworld-2class/ (real web photos, never
@@ -54,9 +55,9 @@ def training_crops_row(evaluator: Evaluator, config_path: Path, source: str) -> 
     return metrics(true, pred, sorted(set(true)) + sorted(set(pred) - set(true)))
 
 
-def run(model: str, config_path: Path, two_class_limit: int = 0) -> dict:
+def run(model: str, config_path: Path, two_class_limit: int = 0, edge_config: Path | None = None) -> dict:
     crops = Evaluator(model, None, crop_margin=0.2)
-    detect = Evaluator(model, load_edge_config(None).detector, crop_margin=0.2)
+    detect = Evaluator(model, load_edge_config(edge_config).detector, crop_margin=0.2)
     train_config, _ = load_train_config(config_path)
     two_class = list_images(train_config.data_dir / "realworld-2class")
     if two_class_limit:
@@ -69,7 +70,8 @@ def run(model: str, config_path: Path, two_class_limit: int = 0) -> dict:
         "realworld-2class (crops)": evaluate(crops, two_class, parse_label_map(TWO_CLASS_MAP)),
         "realworld-2class (detected)": evaluate(detect, two_class, parse_label_map(TWO_CLASS_MAP)),
     }
-    return {"model": str(model), "date": datetime.date.today().isoformat(),
+    return {"model": str(model), "edge_config": str(edge_config) if edge_config else "defaults",
+            "date": datetime.date.today().isoformat(),
             "machine": f"{platform.machine()} {platform.python_version()}", "rows": rows}
 
 
@@ -89,9 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=str(DEFAULT_BUNDLE))
     parser.add_argument("--config", type=Path, default=REPO / "converters" / "default-model.ini")
     parser.add_argument("--two-class-limit", type=int, default=0, help="subsample realworld-2class")
+    parser.add_argument("--edge-config", type=Path, default=None,
+                        help="edge INI whose [detector] the detected rows use (default: the defaults)")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "accuracy.json")
     args = parser.parse_args(argv)
-    result = run(args.model, args.config, args.two_class_limit)
+    result = run(args.model, args.config, args.two_class_limit, args.edge_config)
     print(table(result))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -55,13 +55,24 @@ SCENE_FACES = {
 # option is spelled out, so the comparison does not move when DetectorConfig's defaults change.
 BASE = replace(DetectorConfig(), cascades=("frontalface_default",), min_neighbors=5, clahe=False,
                border=0.0, eye_cascades=(), calibrate_boxes=False, scale_factor=1.1,
-               detect_width=320, eye_detect_width=0, every_n_frames=1)
+               detect_width=320, eye_detect_width=0, every_n_frames=1, closeup_cascades=())
 MN2 = replace(BASE, min_neighbors=2, clahe=True)
 EYES = replace(MN2, eye_cascades=("eye",), calibrate_boxes=True)
+THOROUGH_EYES = ("eye", "lefteye_2splits", "righteye_2splits")
+THOROUGH_CLOSEUP = ("frontalface_default", "frontalface_alt2")
+THOROUGH = replace(DetectorConfig(), eye_cascades=THOROUGH_EYES, closeup_cascades=THOROUGH_CLOSEUP)
 # The configurations compared; the first is the baseline of the cost ratio.
 CONFIGS: dict[str, DetectorConfig] = {
     "frontal_mn5": BASE,
     "shipped_default": DetectorConfig(),
+    "eyes+2splits": replace(DetectorConfig(), eye_cascades=THOROUGH_EYES),
+    "eye+closeup": replace(DetectorConfig(), closeup_cascades=THOROUGH_CLOSEUP),
+    "eyes+2splits+closeup_default": replace(DetectorConfig(), eye_cascades=THOROUGH_EYES,
+                                            closeup_cascades=("frontalface_default",)),
+    # edge/thorough-detector.ini
+    "thorough": THOROUGH,
+    "thorough+alt2": replace(THOROUGH, cascades=("frontalface_default", "frontalface_alt2")),
+    "thorough+eyes_full_res": replace(THOROUGH, eye_detect_width=640),
     "mn3": replace(BASE, min_neighbors=3),
     "mn3_clahe": replace(BASE, min_neighbors=3, clahe=True),
     "mn2_clahe": MN2,
@@ -174,24 +185,52 @@ def found(sample: Sample, detections: list[Detection]) -> bool:
     return False
 
 
-def evaluate(config: DetectorConfig, samples: Iterable[Sample]) -> dict[str, float]:
-    """One configuration's rates, false positives and speed over ``samples``."""
+class Verifier:
+    """The edge's second look at each box: the bundle's classifier drops boxes it calls not_face."""
+
+    def __init__(self, bundle_dir: Path) -> None:
+        from maskipy.edge.bundle import load_bundle
+        from maskipy.edge.classify import TFLiteClassifier
+
+        self.bundle = load_bundle(bundle_dir)
+        self.classifier = TFLiteClassifier(self.bundle, num_threads=1)
+        self.reject = self.bundle.labels.index("not_face") if "not_face" in self.bundle.labels else -1
+
+    def keep(self, frame: np.ndarray, detections: list[Detection]) -> list[Detection]:
+        from maskipy.edge.preprocess import crop_face
+
+        if not detections or self.reject < 0:
+            return detections
+        crops = np.stack([crop_face(frame, d.box, self.bundle.crop_spec) for d in detections])
+        answers = self.classifier.classify(crops).argmax(axis=1)
+        return [d for d, a in zip(detections, answers, strict=True) if a != self.reject]
+
+
+def evaluate(config: DetectorConfig, samples: Iterable[Sample], verifier: Verifier | None = None
+             ) -> dict[str, float]:
+    """One configuration's rates, false positives and speed over ``samples``; with ``verifier``
+    also the same rates after the classifier dropped the boxes it calls not_face (suffix ``+v``)."""
     detector = HaarDetector(config)
     hits: dict[str, list[bool]] = {}
-    fps: list[int] = []
+    fps: dict[str, list[int]] = {}
     times: list[float] = []
     for sample in samples:
         start = time.perf_counter()
         detections = detector.detect(sample.frame)
         elapsed = time.perf_counter() - start
-        if sample.kind == "scenes":
-            fps.append(max(0, len(detections) - sample.faces_by_eye))
-            continue
-        if sample.frame.shape[:2] == FRAME:
+        views = {"": detections}
+        if verifier is not None:
+            views["+v"] = verifier.keep(sample.frame, detections)
+        for suffix, kept in views.items():
+            if sample.kind == "scenes":
+                fps.setdefault(suffix, []).append(max(0, len(kept) - sample.faces_by_eye))
+            else:
+                hits.setdefault(f"{sample.kind}/{sample.label}{suffix}", []).append(found(sample, kept))
+        if sample.kind != "scenes" and sample.frame.shape[:2] == FRAME:
             times.append(elapsed)
-        hits.setdefault(f"{sample.kind}/{sample.label}", []).append(found(sample, detections))
     result = {key: float(np.mean(value)) for key, value in sorted(hits.items())}
-    result["scenes/fp_per_photo"] = float(np.mean(fps))
+    for suffix, counts in fps.items():
+        result[f"scenes/fp_per_photo{suffix}"] = float(np.mean(counts))
     result["ms_per_640x480"] = 1000.0 * float(np.mean(times))
     return result
 
@@ -203,7 +242,7 @@ COLUMNS = [("faces/improperly_masked", "fc.imp"), ("faces/properly_masked", "fc.
 
 
 def print_table(results: dict[str, dict[str, float]]) -> None:
-    """The results, one configuration a row."""
+    """The results, one configuration a row; a second table after not_face verification."""
     width = max(len(name) for name in results)
     print(f"{'config':<{width}} " + " ".join(f"{short:>7}" for _, short in COLUMNS) + "    x")
     base = next(iter(results.values()))["ms_per_640x480"]
@@ -211,6 +250,14 @@ def print_table(results: dict[str, dict[str, float]]) -> None:
         cells = " ".join(f"{result.get(key, float('nan')):7.2f}" if key != "ms_per_640x480"
                          else f"{result[key]:7.1f}" for key, _ in COLUMNS)
         print(f"{name:<{width}} {cells} {result['ms_per_640x480'] / base:4.1f}")
+    if not any("scenes/fp_per_photo+v" in result for result in results.values()):
+        return
+    print("\nafter the classifier drops boxes it calls not_face (what the edge counts):")
+    verified = [(key + "+v", short) for key, short in COLUMNS if key != "ms_per_640x480"]
+    print(f"{'config':<{width}} " + " ".join(f"{short:>7}" for _, short in verified))
+    for name, result in results.items():
+        print(f"{name:<{width}} " + " ".join(f"{result.get(key, float('nan')):7.2f}"
+                                             for key, _ in verified))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                              "shared machine)")
     parser.add_argument("--configs", default="", help="comma-separated names from CONFIGS (default: all)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--verify", type=Path, default=None, metavar="BUNDLE",
+                        help="also count boxes after this bundle's not_face check, as the edge does")
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     names = [n for n in args.configs.split(",") if n] or list(CONFIGS)
@@ -231,11 +280,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     samples = load_samples(args.data, args.per_class)
-    results = {name: evaluate(CONFIGS[name], samples) for name in names}
+    verifier = Verifier(args.verify) if args.verify else None
+    results = {name: evaluate(CONFIGS[name], samples, verifier) for name in names}
     print_table(results)
     if args.json:
         payload = {"seed": SEED, "per_class": args.per_class, "scene_faces": SCENE_FACES,
-                   "results": results}
+                   "verified_with": str(args.verify) if args.verify else None, "results": results,
+                   "command": " ".join(["python", "bench/detector_recall.py", *(argv or sys.argv[1:])])}
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return 0
 

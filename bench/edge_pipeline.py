@@ -317,9 +317,19 @@ def _pct(value: float | None) -> str:
 
 
 def parse_option(text: str) -> tuple[str, dict[str, str]]:
-    """``--option "every_n_frames=3,detect_width=240"``: keys without a section are [detector] keys."""
+    """``--option "every_n_frames=3,detect_width=240"``: keys without a section are [detector] keys.
+
+    A part without ``=`` continues the value before it, so list values read naturally:
+    ``"cascades=frontalface_default,frontalface_alt2,every_n_frames=6"``.
+    """
+    items: list[str] = []
+    for part in text.split(","):
+        if "=" in part or not items:
+            items.append(part)
+        else:
+            items[-1] += "," + part
     overrides = {}
-    for item in text.split(","):
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise argparse.ArgumentTypeError(f"{item!r}: use key=value, e.g. every_n_frames=3")

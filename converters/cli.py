@@ -70,10 +70,14 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
     start = time.perf_counter()
     _, parts, _ = prepare_crops(train_config, detector)
     model = keras.models.load_model(model_path, compile=False)
-    calibration = parts["train"].crops[_stratified(parts["train"].labels, config.representative_samples,
-                                                   train_config.seed)]
-    tflite = convert(model, config.quantization, calibration)
+    calibration_crops = parts["train"].crops[_stratified(parts["train"].labels,
+                                                         config.representative_samples, train_config.seed)]
+    tflite = convert(model, config.quantization, calibration_crops, config.calibration,
+                     config.calibration_percentile)
     extra = {"quantization": config.quantization,
+             "calibration": {"method": config.calibration, "samples": len(calibration_crops),
+                             **({"percentile": config.calibration_percentile}
+                                if config.calibration == "percentile" else {})},
              "source": {"keras_model": model_path.name, "keras_sha256": _sha256(model_path),
                         "training": _training_summary(training_meta)},
              "versions": _versions()}
@@ -83,7 +87,8 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
     test = parts["test"]
     keep = (np.arange(len(test.labels)) if not config.parity_samples
             else _stratified(test.labels, config.parity_samples, train_config.seed))
-    result = parity.check_parity(model, candidate, test.crops[keep], [test.labels[i] for i in keep])
+    result = parity.check_parity(model, candidate, test.crops[keep], [test.labels[i] for i in keep],
+                                 sources=[test.sources[i] for i in keep])
     sizes = {"keras_bytes": model_path.stat().st_size, "tflite_bytes": len(tflite)}
     if config.quantization != "float32":
         sizes["float32_tflite_bytes"] = len(convert(model, "float32"))

@@ -9,6 +9,7 @@ from maskipy.edge.config import EDGE_SCHEMA
 from maskipy.edge.settings import parse_sections, read_ini, setting
 
 QUANTIZATIONS = ("int8", "uint8", "float32", "float16", "dynamic")
+CALIBRATIONS = ("percentile", "minmax")
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,11 @@ class ConvertConfig:
                                 "float16, dynamic: on request", choices=QUANTIZATIONS)
     representative_samples: int = setting(300, "training crops used to calibrate int8 ranges",
                                           low=10, high=100_000)
+    calibration: str = setting("percentile", "int8 activation ranges: percentile (clip rare "
+                               "outliers; measured fewer flips) or minmax (TFLite's own)",
+                               choices=CALIBRATIONS)
+    calibration_percentile: float = setting(99.99, "share of calibration values each int8 range "
+                                            "keeps (percentile calibration)", low=90, high=100)
     min_agreement: float = setting(0.995, "least top-1 agreement with the float model on the "
                                    "held-back crops", low=0, high=1)
     max_accuracy_drop: float = setting(0.005, "largest accuracy loss vs the float model (0.005 = "

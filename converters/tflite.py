@@ -23,12 +23,14 @@ def _representative(crops: np.ndarray) -> Any:
     return generate
 
 
-def convert(model: Any, quantization: str, representative_crops: np.ndarray | None = None) -> bytes:
+def convert(model: Any, quantization: str, representative_crops: np.ndarray | None = None,
+            calibration: str = "minmax", percentile: float = 99.99) -> bytes:
     """The model as a .tflite flatbuffer.
 
     Keras 3 breaks ``TFLiteConverter.from_keras_model`` for nested models like ours, so the model
     is exported as a SavedModel first and converted from there. Full-integer modes calibrate on
-    ``representative_crops`` (uint8 crops made by the edge's crop function).
+    ``representative_crops`` (uint8 crops made by the edge's crop function), with the converter's
+    min/max ranges (``minmax``) or ranges clipped to a ``percentile`` of the values (calibrate.py).
     """
     import tensorflow as tf
 
@@ -40,11 +42,18 @@ def convert(model: Any, quantization: str, representative_crops: np.ndarray | No
             if representative_crops is None or not len(representative_crops):
                 raise ValueError("full-integer quantization needs representative crops")
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = _representative(representative_crops)
+            representative = _representative(representative_crops)
+            converter.representative_dataset = representative
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             io_type = tf.int8 if quantization == "int8" else tf.uint8
             converter.inference_input_type = io_type
             converter.inference_output_type = io_type
+            if calibration == "percentile":
+                from .calibrate import percentile_quantize
+
+                return percentile_quantize(converter, representative, io_type, percentile)
+            if calibration != "minmax":
+                raise ValueError(f"unknown calibration {calibration!r}")
         elif quantization == "float16":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]

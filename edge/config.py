@@ -55,13 +55,24 @@ class DetectorConfig:
                             "(edge pixels repeated) so faces cut by the frame edge are found",
                             low=0.0, high=0.5)
     eye_cascades: tuple[str, ...] = setting(
-        ("eye",), "eye-pair stage: eye cascades (eye, eye_tree_eyeglasses) whose pairs of eyes give a face "
-        "box the face cascades missed, e.g. a masked face; empty: off")
+        ("eye",), "eye-pair stage: eye cascades (eye, "
+        "lefteye_2splits, righteye_2splits, eye_tree_eyeglasses) whose pairs of eyes give a face box "
+        "the face cascades missed, e.g. a masked face; empty: off")
     eye_detect_width: int = setting(320, "run the eye-pair stage on a copy this wide; eyes need more "
                                     "pixels than faces (0: detect_width)", low=0, high=4096)
     eye_min_neighbors: int = setting(3, "Haar min neighbours of the eye cascades", low=0, high=50)
     calibrate_boxes: bool = setting(True, "reframe boxes of the other cascades and the eye-pair stage "
                                     "to look like frontalface_default boxes, so crops frame faces alike")
+    closeup_cascades: tuple[str, ...] = setting(
+        (), "close-up pass: face cascades (e.g. frontalface_default, frontalface_alt2) run on a small, "
+        "edge-padded copy of the frame for faces that fill it and are cut by its edges (someone "
+        "right at the camera); empty: off")
+    closeup_width: int = setting(160, "width of the close-up pass's copy of the frame", low=32, high=1024)
+    closeup_border: float = setting(0.25, "close-up pass: pad each side by this fraction of the copy's "
+                                    "width (edge pixels repeated)", low=0.0, high=0.5)
+    closeup_min_fraction: float = setting(0.35, "close-up pass: smallest face, as a fraction of the "
+                                          "frame's shorter side (smaller faces are the main pass's)",
+                                          low=0.1, high=1.0)
 
 
 @dataclass(frozen=True)

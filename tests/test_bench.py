@@ -95,3 +95,30 @@ def test_memory_startup_measures_a_real_edge_process(tmp_path, tiny_models, scen
     assert run["exit_code"] == 0, run["stderr_tail"]
     assert run["peak_rss_mb"] > 0 and run["ready_s"] is not None
     assert {"peak_rss_mb", "first_decision_s", "bars"} <= set(data)
+
+
+def test_detector_recall_counts_boxes_before_and_after_the_not_face_check(tmp_path, tiny_bundle,
+                                                                          shared_data):
+    import detector_recall
+
+    out = tmp_path / "detector.json"
+    assert detector_recall.main(["--data", str(shared_data), "--per-class", "2", "--configs",
+                                 "shipped_default", "--verify", str(tiny_bundle), "--json", str(out)]) == 0
+    result = read(out)["results"]["shipped_default"]
+    assert {"faces/unmasked", "real/properly_masked", "not_face/not_face", "scenes/fp_per_photo",
+            "ms_per_640x480"} <= set(result)
+    for key, rate in result.items():
+        if key.endswith("+v"):
+            # The check only ever drops boxes: nothing is found after it that was not found before.
+            assert rate <= result[key[:-2]] + 1e-9, key
+    assert "scenes/fp_per_photo+v" in result and "faces/improperly_masked+v" in result
+
+
+def test_edge_pipeline_options_take_list_values():
+    from edge_pipeline import parse_option
+
+    _, overrides = parse_option("cascades=frontalface_default,frontalface_alt2,every_n_frames=6")
+    assert overrides == {"detector.cascades": "frontalface_default,frontalface_alt2",
+                         "detector.every_n_frames": "6"}
+    assert parse_option("tracking.max_age=3,closeup_cascades=")[1] == {
+        "tracking.max_age": "3", "detector.closeup_cascades": ""}

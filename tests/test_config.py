@@ -71,3 +71,12 @@ def test_the_shipped_example_is_the_generated_one():
 def test_example_config_round_trips(tmp_path):
     config = load_edge_config(write(tmp_path, describe(EDGE_SCHEMA)))
     assert config.replace("camera", fps=5).camera.fps == 5
+
+
+def test_the_thorough_detector_profile_loads_and_builds():
+    from maskipy.edge.detect import build_detector
+
+    config = load_edge_config(REPO / "edge" / "thorough-detector.ini")
+    assert config.detector.closeup_cascades and "lefteye_2splits" in config.detector.eye_cascades
+    assert config.detector.every_n_frames == load_edge_config(None).detector.every_n_frames
+    build_detector(config.detector)

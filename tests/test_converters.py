@@ -20,6 +20,7 @@ def test_bundle_is_full_integer_int8_with_its_contract(tiny_bundle: Path):
     meta = json.loads((tiny_bundle / META_FILE).read_text())
     assert meta["format"] == "maskipy-bundle/1"
     assert meta["quantization"] == "int8"
+    assert meta["calibration"]["method"] == "percentile" and meta["calibration"]["samples"] > 0
     assert meta["input"]["dtype"] == "int8" and meta["output"]["dtype"] == "int8"
     assert meta["input"]["shape"] == [1, 64, 64, 3]
     # MobileNetV2 scaling maps pixel p to p/127.5-1: one int8 step per pixel value.
@@ -120,3 +121,53 @@ def test_uint8_and_float32_variants_convert_and_run(tiny_bundle, shared_data):
         interpreter = interpreter_class(model_content=convert(model, mode, crops))
         interpreter.allocate_tensors()
         assert interpreter.get_input_details()[0]["dtype"] == dtype
+
+
+def test_percentile_range_clips_rare_outliers_and_keeps_zero():
+    from maskipy.converters.calibrate import percentile_range
+
+    counts = np.zeros(1000)
+    counts[400:600] = 1000  # the bulk of the values, around zero on a -10..10 axis
+    counts[999] = 1  # one outlier at the top of the observed range
+    low, high = percentile_range(counts, -10.0, 10.0, 99.99)
+    assert low <= 0.0 <= high
+    assert high < 3.0 and low > -3.0, "one outlier in 200,001 values must not set the range"
+    assert percentile_range(counts, -10.0, 10.0, 100.0) == (-10.0, 10.0)
+    relu = np.zeros(1000)
+    relu[:10] = 5
+    # A ReLU output starts at zero: its lower end stays exactly there.
+    assert percentile_range(relu, 0.0, 6.0, 99.0)[0] == 0.0
+
+
+def test_percentile_calibration_at_100_is_the_converters_own_quantization(tiny_bundle):
+    """Our calibrate-then-quantize path adds nothing but the clipping: at 100 % it is plain min/max."""
+    import keras
+
+    from maskipy.converters.tflite import convert
+
+    model = keras.models.load_model(tiny_bundle.parent / "model" / "model.keras", compile=False)
+    crops = np.random.default_rng(2).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
+    minmax = _scales_and_outputs(convert(model, "int8", crops, "minmax"), crops)
+    same = _scales_and_outputs(convert(model, "int8", crops, "percentile", 100.0), crops)
+    assert same[0] == minmax[0]
+    np.testing.assert_array_equal(same[1], minmax[1])
+    clipped = _scales_and_outputs(convert(model, "int8", crops, "percentile", 99.0), crops)
+    narrower = [name for name, scale in clipped[0].items() if scale < minmax[0].get(name, 0) * 0.999]
+    assert narrower, "clipping to the 99th percentile must shrink some activation ranges"
+
+
+def _scales_and_outputs(flatbuffer: bytes, crops: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    from maskipy.edge.classify import load_interpreter_class
+
+    interpreter_class, _ = load_interpreter_class()
+    interpreter = interpreter_class(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    scales = {d["name"]: float(d["quantization"][0]) for d in interpreter.get_tensor_details()
+              if d["dtype"] == np.int8 and d["quantization"][0]}
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    outputs = []
+    for crop in crops:
+        interpreter.set_tensor(inp["index"], (crop[None].astype(np.int16) - 128).astype(np.int8))
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(out["index"]).copy())
+    return scales, np.concatenate(outputs)

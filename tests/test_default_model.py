@@ -21,6 +21,10 @@ def test_default_bundle_is_a_small_int8_model_with_its_recipe(default_bundle):
     assert meta["preprocess"]["crop"]["size"] == 224
     assert "non-commercial" in meta["licence"]
     assert meta["parity"]["n"] > 1000
+    # Percentile calibration, and the agreement the recipe and README state (converters/default-model.ini).
+    assert meta["calibration"]["method"] == "percentile"
+    assert meta["parity"]["agreement"] >= 0.99
+    assert meta["parity"]["per_source"]["faces"]["agreement"] >= 0.995
 
 
 def test_default_model_reproduces_its_golden_output(default_bundle):

@@ -18,6 +18,8 @@ CLEAR_FACE = "faces/unmasked/lfw-Alejandro_Toledo_0004.jpg"
 # The first MaskedFace-Net properly_masked image in path order (mfn-00000 on) that the default
 # frontal cascade misses and the eye-pair stage finds.
 MASKED_FACE = "faces/properly_masked/mfn-00012_Mask.jpg"
+# The close-up pass of edge/thorough-detector.ini.
+CLOSEUP = ("frontalface_default", "frontalface_alt2")
 
 
 @pytest.fixture(autouse=True)
@@ -100,3 +102,36 @@ def test_border_padding_keeps_boxes_inside_the_frame(shared_data):
     for detection in HaarDetector(config).detect(frame):
         x, y, w, h = detection.box
         assert x >= 0 and y >= 0 and x + w <= frame.shape[1] and y + h <= frame.shape[0]
+
+
+def _found_centred(frame: np.ndarray, detections: list[Detection]) -> bool:
+    """A face-sized box around the middle: MaskedFace-Net faces fill their image."""
+    h, w = frame.shape[:2]
+    return any(w / 4 <= x + bw / 2 <= 3 * w / 4 and h / 4 <= y + bh / 2 <= 3 * h / 4 and bw >= 0.3 * w
+               for x, y, bw, bh in (d.box for d in detections))
+
+
+def test_closeup_pass_finds_faces_that_fill_the_frame(shared_data):
+    """Faces cut by the frame's edges: the close-up pass finds more of them, boxes inside the frame."""
+    paths = sorted((shared_data / "faces" / "improperly_masked").glob("mfn-*.jpg"))[:40]
+    frames = [read_image(str(p)) for p in paths]
+    without = HaarDetector(replace(DetectorConfig(), eye_cascades=()))
+    with_closeup = HaarDetector(replace(DetectorConfig(), eye_cascades=(), closeup_cascades=CLOSEUP))
+    found_without = sum(_found_centred(f, without.detect(f)) for f in frames)
+    results = [with_closeup.detect(f) for f in frames]
+    found_with = sum(_found_centred(f, d) for f, d in zip(frames, results, strict=True))
+    assert found_with > found_without, (found_with, found_without)
+    for frame, detections in zip(frames, results, strict=True):
+        for x, y, w, h in (d.box for d in detections):
+            assert x >= 0 and y >= 0 and x + w <= frame.shape[1] and y + h <= frame.shape[0]
+
+
+def test_closeup_pass_leaves_small_faces_to_the_main_pass(shared_data):
+    """A small face in a large frame is below the close-up pass's size: it adds nothing there."""
+    import cv2
+
+    face = _image(shared_data, CLEAR_FACE)
+    frame = cv2.copyMakeBorder(face, 300, 300, 400, 400, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    main_only = HaarDetector(DetectorConfig())
+    detections = HaarDetector(replace(DetectorConfig(), closeup_cascades=CLOSEUP)).detect(frame)
+    assert len(detections) == 1 and detections == main_only.detect(frame)

@@ -123,7 +123,11 @@ def cache_key(samples: list[Sample], detector: DetectorConfig, spec: CropSpec, m
     digest = hashlib.sha256()
     # every_n_frames only paces the live loop; it does not change what is detected in an image.
     detector = dataclasses.replace(detector, every_n_frames=1)
-    for part in (repr(dataclasses.astuple(detector)), repr(spec), str(mine)):
+    values = dataclasses.asdict(detector)
+    if not detector.closeup_cascades:
+        # Options added after a cache was made leave its key alone while they are off.
+        values = {k: v for k, v in values.items() if not k.startswith("closeup_")}
+    for part in (repr(tuple(values.values())), repr(spec), str(mine)):
         digest.update(part.encode())
     for sample in samples:
         digest.update(f"{sample.path}|{sample.label}|{sample.margin}\n".encode())
