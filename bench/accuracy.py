@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import REPO, report_and_save
 
 from maskipy.edge.bundle import DEFAULT_BUNDLE
 from maskipy.edge.config import load_edge_config
@@ -23,7 +26,6 @@ from maskipy.trainer.config import load_train_config
 from maskipy.trainer.data import grouped_split, load_samples
 from maskipy.trainer.evaluate import Evaluator, evaluate, list_images, parse_label_map
 
-REPO = Path(__file__).resolve().parent.parent
 TWO_CLASS_MAP = ["with_mask=properly_masked,improperly_masked", "without_mask=unmasked"]
 
 
@@ -96,10 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "accuracy.json")
     args = parser.parse_args(argv)
     result = run(args.model, args.config, args.two_class_limit, args.edge_config)
-    print(table(result))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    report_and_save(result, "accuracy.py", argv, args.json, lambda r: print(table(r)))
     return 0
 
 

@@ -63,10 +63,15 @@ def write_json(path: str | Path, data: dict[str, Any]) -> Path:
     return path
 
 
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """How to rerun this bench script with these arguments (recorded in its JSON)."""
+    return " ".join(["python", f"bench/{script}", *(argv or sys.argv[1:])])
+
+
 def report_and_save(result: dict[str, Any], script: str, argv: Sequence[str] | None,
                     json_path: str | Path, print_report: Any) -> Path:
     """Record the command line, print the report, write the JSON: the end of every bench script."""
-    result["command"] = " ".join(["python", f"bench/{script}", *(argv or sys.argv[1:])])
+    result["command"] = command_line(script, argv)
     print_report(result)
     path = write_json(json_path, result)
     print(f"\nwrote {path}")

@@ -34,6 +34,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import command_line
+
 from maskipy.edge.config import DetectorConfig
 from maskipy.edge.detect import Detection, HaarDetector, iou
 
@@ -191,19 +195,21 @@ class Verifier:
     def __init__(self, bundle_dir: Path) -> None:
         from maskipy.edge.bundle import load_bundle
         from maskipy.edge.classify import TFLiteClassifier
+        from maskipy.edge.config import ClassifierConfig
 
         self.bundle = load_bundle(bundle_dir)
         self.classifier = TFLiteClassifier(self.bundle, num_threads=1)
-        self.reject = self.bundle.labels.index("not_face") if "not_face" in self.bundle.labels else -1
+        self.reject_label = ClassifierConfig().reject_label
 
     def keep(self, frame: np.ndarray, detections: list[Detection]) -> list[Detection]:
-        from maskipy.edge.preprocess import crop_face
+        from maskipy.edge.runtime import crop_faces, to_observations
 
-        if not detections or self.reject < 0:
-            return detections
-        crops = np.stack([crop_face(frame, d.box, self.bundle.crop_spec) for d in detections])
-        answers = self.classifier.classify(crops).argmax(axis=1)
-        return [d for d, a in zip(detections, answers, strict=True) if a != self.reject]
+        boxes, crops = crop_faces(frame, detections, self.bundle)
+        if not boxes:
+            return []
+        observations = to_observations(boxes, self.classifier.classify(crops), self.bundle.labels)
+        kept = {o.box for o in observations if o.label != self.reject_label}
+        return [d for d in detections if d.box in kept]
 
 
 def evaluate(config: DetectorConfig, samples: Iterable[Sample], verifier: Verifier | None = None
@@ -286,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = {"seed": SEED, "per_class": args.per_class, "scene_faces": SCENE_FACES,
                    "verified_with": str(args.verify) if args.verify else None, "results": results,
-                   "command": " ".join(["python", "bench/detector_recall.py", *(argv or sys.argv[1:])])}
+                   "command": command_line("detector_recall.py", argv)}
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return 0
 

@@ -25,7 +25,7 @@ from bench_common import REPO, RESULTS, format_table, machine_info, report_and_s
 
 from maskipy.converters import parity
 from maskipy.converters.bundle import write_bundle
-from maskipy.converters.cli import _stratified
+from maskipy.converters.cli import stratified_indices
 from maskipy.converters.tflite import convert
 
 
@@ -47,7 +47,7 @@ def run(config_path: Path, draws: int, percentiles: list[float], samples: int) -
     rows = []
     with tempfile.TemporaryDirectory(prefix="maskipy-quant-bench-") as tmp:
         for draw in range(draws):
-            calibration = parts["train"].crops[_stratified(parts["train"].labels, samples, draw)]
+            calibration = parts["train"].crops[stratified_indices(parts["train"].labels, samples, draw)]
             for method, percentile in methods:
                 start = time.perf_counter()
                 flatbuffer = convert(model, "int8", calibration, method, percentile)

@@ -69,9 +69,10 @@ def percentile_range(counts: np.ndarray, low: float, high: float, percentile: fl
     edges = np.linspace(low, high, len(counts) + 1)
     tail = cumulative[-1] * (100.0 - percentile) / 100.0
     new_high = edges[min(int(np.searchsorted(cumulative, cumulative[-1] - tail)) + 1, len(counts))]
-    new_low = edges[int(np.searchsorted(cumulative, tail))] if low < 0 else low
-    # int8 needs zero exactly representable, and an empty range would divide by zero.
-    return min(max(new_low, low), 0.0) if low < 0 else low, max(min(new_high, high), low + 1e-6, 0.0)
+    # int8 needs zero exactly representable, and an empty range would divide by zero. A range
+    # that starts at or above zero (a ReLU output) keeps its lower end.
+    new_low = min(max(edges[int(np.searchsorted(cumulative, tail))], low), 0.0) if low < 0 else low
+    return new_low, max(min(new_high, high), low + 1e-6, 0.0)
 
 
 def percentile_quantize(converter: Any, representative: Callable[[], Iterator[list[np.ndarray]]],

@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stratified(labels: list[str], count: int, seed: int) -> np.ndarray:
+def stratified_indices(labels: list[str], count: int, seed: int) -> np.ndarray:
     """Indices of up to ``count`` items, spread over the classes, so calibration sees every class."""
     rng = np.random.default_rng(seed)
     by_label: dict[str, list[int]] = {}
@@ -70,7 +70,7 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
     start = time.perf_counter()
     _, parts, _ = prepare_crops(train_config, detector)
     model = keras.models.load_model(model_path, compile=False)
-    calibration_crops = parts["train"].crops[_stratified(parts["train"].labels,
+    calibration_crops = parts["train"].crops[stratified_indices(parts["train"].labels,
                                                          config.representative_samples, train_config.seed)]
     tflite = convert(model, config.quantization, calibration_crops, config.calibration,
                      config.calibration_percentile)
@@ -86,7 +86,7 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
     write_bundle(candidate, tflite, labels, crop_spec(train_config).to_dict(), extra)
     test = parts["test"]
     keep = (np.arange(len(test.labels)) if not config.parity_samples
-            else _stratified(test.labels, config.parity_samples, train_config.seed))
+            else stratified_indices(test.labels, config.parity_samples, train_config.seed))
     result = parity.check_parity(model, candidate, test.crops[keep], [test.labels[i] for i in keep],
                                  sources=[test.sources[i] for i in keep])
     sizes = {"keras_bytes": model_path.stat().st_size, "tflite_bytes": len(tflite)}

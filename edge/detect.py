@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from .config import DetectorConfig
 from .errors import ConfigError
 from .eyes import EyePairStage
 from .preprocess import Box
+
+# (width, border) -> that grey copy of the frame, padded, with its pad and scale factor.
+FrameView = Callable[[int, float], tuple[np.ndarray, int, float]]
 
 
 @dataclass(frozen=True)
@@ -153,12 +157,12 @@ class HaarDetector:
             grey = self._clahe.apply(grey) if self.config.clahe else cv2.equalizeHist(grey)
         return grey, factor
 
-    def _padded(self, grey: np.ndarray, border: float | None = None) -> tuple[np.ndarray, int]:
-        """``grey`` with its edge pixels repeated ``border`` (default: [detector] border) of its
-        width on each side, and that pad in pixels."""
+    @staticmethod
+    def _padded(grey: np.ndarray, border: float) -> tuple[np.ndarray, int]:
+        """``grey`` with its edge pixels repeated ``border`` of its width on each side, and that
+        pad in pixels."""
         import cv2
 
-        border = self.config.border if border is None else border
         pad = int(round(border * grey.shape[1]))
         if pad == 0:
             return grey, 0
@@ -182,7 +186,7 @@ class HaarDetector:
                     found.append(Detection((int(x), int(y), int(w), int(h)), float(n), name))
         return found
 
-    def _closeup_faces(self, frame: np.ndarray) -> list[Detection]:
+    def _closeup_faces(self, view: FrameView, frame_shape: tuple[int, ...]) -> list[Detection]:
         """Faces filling the frame, found on a small copy padded with its own edge pixels.
 
         A face right at the camera is cut by the frame's edges, so no Haar window fits around it;
@@ -190,33 +194,51 @@ class HaarDetector:
         windows are tried). Measured on faces/ (200 a class): improperly masked found 0.945 ->
         0.975 with the two-split eye cascades, false positives on scenes/ unchanged.
         """
-        grey, factor = self.grey(frame, self.config.closeup_width)
-        grey, pad = self._padded(grey, self.config.closeup_border)
-        min_side = max(8, int(round(self.config.closeup_min_fraction * min(frame.shape[:2]) / factor)))
+        grey, pad, factor = view(self.config.closeup_width, self.config.closeup_border)
+        min_side = max(8, int(round(self.config.closeup_min_fraction * min(frame_shape[:2]) / factor)))
         return [Detection(_to_frame(d.box, pad, factor), d.score, d.source)
                 for d in self._cascade_faces(grey, min_side, self._closeup)]
 
-    def _eye_faces(self, frame: np.ndarray) -> list[Detection]:
+    def _eye_faces(self, view: FrameView) -> list[Detection]:
         """Eye-pair face boxes in full-frame pixels."""
         assert self._eyes is not None
-        grey, factor = self.grey(frame, self.config.eye_detect_width or self.config.detect_width)
-        grey, pad = self._padded(grey)
+        grey, pad, factor = view(self.config.eye_detect_width or self.config.detect_width,
+                                 self.config.border)
         min_side = max(8, int(round(self.config.min_face / factor)))
         # Below a frontal box's neighbour count, so NMS keeps the frontal box where both fired.
         return [Detection(_to_frame(p.box, pad, factor), p.score / 10.0, "eyes")
                 for p in self._eyes.find(grey, min_side)]
 
+    def _views(self, frame: np.ndarray) -> FrameView:
+        """The frame's grey copies by (width, border), each made once per frame.
+
+        The main pass and the eye-pair stage usually ask for the same copy (both 320 px by
+        default), so the colour conversion, resize, equalisation and padding happen once.
+        """
+        import cv2
+
+        mono = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        made: dict[tuple[int, float], tuple[np.ndarray, int, float]] = {}
+
+        def view(width: int, border: float) -> tuple[np.ndarray, int, float]:
+            if (width, border) not in made:
+                grey, factor = self.grey(mono, width)
+                made[(width, border)] = (*self._padded(grey, border), factor)
+            return made[(width, border)]
+
+        return view
+
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """All faces in a BGR or grey frame, strongest first."""
-        grey, factor = self.grey(frame)
-        grey, pad = self._padded(grey)
+        view = self._views(frame)
+        grey, pad, factor = view(self.config.detect_width, self.config.border)
         min_side = max(8, int(round(self.config.min_face / factor)))
         found = [Detection(_to_frame(d.box, pad, factor), d.score, d.source)
                  for d in self._cascade_faces(grey, min_side)]
         if self._closeup:
-            found.extend(self._closeup_faces(frame))
+            found.extend(self._closeup_faces(view, frame.shape))
         if self._eyes is not None:
-            found.extend(self._eye_faces(frame))
+            found.extend(self._eye_faces(view))
         kept: list[Detection] = []
         for det in found:
             box = reframe(det.box, det.source) if self.config.calibrate_boxes else det.box

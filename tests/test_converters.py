@@ -158,6 +158,7 @@ def test_percentile_calibration_at_100_is_the_converters_own_quantization(tiny_b
 
 def _scales_and_outputs(flatbuffer: bytes, crops: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
     from maskipy.edge.classify import load_interpreter_class
+    from maskipy.edge.preprocess import to_input
 
     interpreter_class, _ = load_interpreter_class()
     interpreter = interpreter_class(model_content=flatbuffer)
@@ -167,7 +168,7 @@ def _scales_and_outputs(flatbuffer: bytes, crops: np.ndarray) -> tuple[dict[str,
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     outputs = []
     for crop in crops:
-        interpreter.set_tensor(inp["index"], (crop[None].astype(np.int16) - 128).astype(np.int8))
+        interpreter.set_tensor(inp["index"], to_input(crop[None], inp["dtype"], *inp["quantization"]))
         interpreter.invoke()
         outputs.append(interpreter.get_tensor(out["index"]).copy())
     return scales, np.concatenate(outputs)
