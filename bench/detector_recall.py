@@ -57,21 +57,23 @@ SCENE_FACES = {
 
 # The seed's detector as a config: one frontal cascade, minNeighbors 5, plain equalisation. Every
 # option is spelled out, so the comparison does not move when DetectorConfig's defaults change.
-BASE = replace(DetectorConfig(), cascades=("frontalface_default",), min_neighbors=5, clahe=False,
+# The Haar detector as shipped (type = haar); the default detector is the SSD.
+HAAR = DetectorConfig(type="haar")
+BASE = replace(HAAR, cascades=("frontalface_default",), min_neighbors=5, clahe=False,
                border=0.0, eye_cascades=(), calibrate_boxes=False, scale_factor=1.1,
                detect_width=320, eye_detect_width=0, every_n_frames=1, closeup_cascades=())
 MN2 = replace(BASE, min_neighbors=2, clahe=True)
 EYES = replace(MN2, eye_cascades=("eye",), calibrate_boxes=True)
 THOROUGH_EYES = ("eye", "lefteye_2splits", "righteye_2splits")
 THOROUGH_CLOSEUP = ("frontalface_default", "frontalface_alt2")
-THOROUGH = replace(DetectorConfig(), eye_cascades=THOROUGH_EYES, closeup_cascades=THOROUGH_CLOSEUP)
+THOROUGH = replace(HAAR, eye_cascades=THOROUGH_EYES, closeup_cascades=THOROUGH_CLOSEUP)
 # The configurations compared; the first is the baseline of the cost ratio.
 CONFIGS: dict[str, DetectorConfig] = {
     "frontal_mn5": BASE,
-    "shipped_default": DetectorConfig(),
-    "eyes+2splits": replace(DetectorConfig(), eye_cascades=THOROUGH_EYES),
-    "eye+closeup": replace(DetectorConfig(), closeup_cascades=THOROUGH_CLOSEUP),
-    "eyes+2splits+closeup_default": replace(DetectorConfig(), eye_cascades=THOROUGH_EYES,
+    "haar_default": HAAR,
+    "eyes+2splits": replace(HAAR, eye_cascades=THOROUGH_EYES),
+    "eye+closeup": replace(HAAR, closeup_cascades=THOROUGH_CLOSEUP),
+    "eyes+2splits+closeup_default": replace(HAAR, eye_cascades=THOROUGH_EYES,
                                             closeup_cascades=("frontalface_default",)),
     # edge/thorough-detector.ini
     "thorough": THOROUGH,

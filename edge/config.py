@@ -34,9 +34,19 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Face detector plug-in: OpenCV Haar cascades on a downscaled grey frame."""
+    """Face detector plug-in: an SSD face model (TFLite) or OpenCV Haar cascades (the seed's detector)."""
 
-    type: str = setting("haar", "detector plug-in", choices=("haar",))
+    type: str = setting("ssd", "detector plug-in: ssd (TFLite BlazeFace models, finds masked faces) or "
+                        "haar (OpenCV cascades, the seed's detector)", choices=("ssd", "haar"))
+    ssd_models: tuple[str, ...] = setting(
+        ("blazeface-back", "blazeface-short"), "ssd: detector models, bundled (blazeface-back, "
+        "blazeface-short, blazeface-full) or paths to model directories; their boxes are merged")
+    min_score: float = setting(0.3, "ssd: smallest face score to report; lower finds more faces and "
+                               "more false ones (the classifier's not_face check drops most)",
+                               low=0.05, high=0.99)
+    nms_threshold: float = setting(0.3, "ssd: boxes overlapping a stronger one by this IoU are dropped",
+                                   low=0.05, high=0.95)
+    num_threads: int = setting(2, "ssd: TFLite interpreter threads", low=1, high=8)
     cascades: tuple[str, ...] = setting(
         ("frontalface_default",), "cascade names from cv2.data (frontalface_default, "
         "frontalface_alt2, profileface, ...) or paths to cascade XML files")
@@ -47,7 +57,7 @@ class DetectorConfig:
                                  low=0, high=50)
     min_face: int = setting(48, "smallest face to report, in full-frame pixels", low=8, high=2048)
     equalize: bool = setting(True, "equalise the grey histogram before detecting")
-    every_n_frames: int = setting(4, "detect every Nth frame and follow tracks in between",
+    every_n_frames: int = setting(2, "detect every Nth frame and follow tracks in between",
                                   low=1, high=30)
     clahe: bool = setting(True, "with equalize, use local contrast (CLAHE) instead of one histogram "
                           "for the whole frame, so a bright mask does not flatten the eyes")

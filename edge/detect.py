@@ -1,4 +1,4 @@
-"""Face detector plug-ins; the Haar cascade detector runs on a downscaled, equalised grey frame."""
+"""Face detector plug-ins: registry, boxes and NMS; the Haar cascade detector (on a downscaled grey frame)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -255,9 +256,21 @@ def _to_frame(box: Box, pad: int, factor: float) -> Box:
             int(round(w * factor)), int(round(h * factor)))
 
 
-DETECTORS: dict[str, type] = {"haar": HaarDetector}
+def _ssd_detector(config: DetectorConfig) -> Detector:
+    from .ssd import SsdDetector  # the TFLite runtime loads only when an SSD is asked for
+
+    return SsdDetector(config)
 
 
-def build_detector(config: DetectorConfig) -> HaarDetector:
+class Detector(Protocol):
+    """What the frame loop needs of a detector plug-in."""
+
+    def detect(self, frame: np.ndarray) -> list[Detection]: ...
+
+
+DETECTORS: dict[str, Callable[[DetectorConfig], Detector]] = {"haar": HaarDetector, "ssd": _ssd_detector}
+
+
+def build_detector(config: DetectorConfig) -> Detector:
     """The detector plug-in named by ``[detector] type``."""
     return DETECTORS[config.type](config)

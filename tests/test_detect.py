@@ -20,6 +20,8 @@ CLEAR_FACE = "faces/unmasked/lfw-Alejandro_Toledo_0004.jpg"
 MASKED_FACE = "faces/properly_masked/mfn-00012_Mask.jpg"
 # The close-up pass of edge/thorough-detector.ini.
 CLOSEUP = ("frontalface_default", "frontalface_alt2")
+# The Haar detector with its shipped settings (the default detector is the SSD: tests/test_ssd.py).
+HAAR = DetectorConfig(type="haar")
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +41,7 @@ def _image(shared_data: Path, relative: str) -> np.ndarray:
 
 def test_clear_face_is_found_inside_the_frame(shared_data):
     frame = _image(shared_data, CLEAR_FACE)
-    detections = build_detector(DetectorConfig()).detect(frame)
+    detections = build_detector(HAAR).detect(frame)
     assert len(detections) == 1
     x, y, w, h = detections[0].box
     assert x >= 0 and y >= 0 and x + w <= frame.shape[1] and y + h <= frame.shape[0]
@@ -58,7 +60,7 @@ def test_nms_merges_overlapping_boxes():
 
 def test_eye_pair_stage_finds_a_masked_face_the_frontal_cascade_misses(shared_data):
     frame = _image(shared_data, MASKED_FACE)
-    frontal_only = replace(DetectorConfig(), min_neighbors=5, clahe=False, eye_cascades=(),
+    frontal_only = replace(HAAR, min_neighbors=5, clahe=False, eye_cascades=(),
                            calibrate_boxes=False)
     assert HaarDetector(frontal_only).detect(frame) == []
     config = replace(frontal_only, eye_cascades=("eye",), calibrate_boxes=True)
@@ -72,14 +74,14 @@ def test_eye_pair_stage_finds_a_masked_face_the_frontal_cascade_misses(shared_da
 
 @pytest.mark.parametrize("key", ["cascades", "eye_cascades"])
 def test_bad_cascade_name_says_how_to_fix_it(key):
-    config = replace(DetectorConfig(), **{key: ("frontalface_defualt",)})
+    config = replace(HAAR, **{key: ("frontalface_defualt",)})
     with pytest.raises(ConfigError, match=r"frontalface_defualt: no such OpenCV cascade.*known: .*"
                                           r"frontalface_default"):
         build_detector(config)
 
 
 def test_missing_cascade_file_names_the_path():
-    config = replace(DetectorConfig(), cascades=("/nowhere/face.xml",))
+    config = replace(HAAR, cascades=("/nowhere/face.xml",))
     with pytest.raises(ConfigError, match=r"/nowhere/face\.xml: file not found; give a cascade XML path"):
         build_detector(config)
 
@@ -89,8 +91,8 @@ def test_detect_width_maps_boxes_back_to_full_resolution(shared_data):
 
     small = _image(shared_data, CLEAR_FACE)
     large = cv2.resize(small, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_LINEAR)
-    native = HaarDetector(replace(DetectorConfig(), detect_width=0)).detect(small)
-    scaled = HaarDetector(replace(DetectorConfig(), detect_width=small.shape[1])).detect(large)
+    native = HaarDetector(replace(HAAR, detect_width=0)).detect(small)
+    scaled = HaarDetector(replace(HAAR, detect_width=small.shape[1])).detect(large)
     assert len(native) == len(scaled) == 1
     expected = tuple(2 * v for v in native[0].box)
     assert iou(scaled[0].box, expected) > 0.8
@@ -98,7 +100,7 @@ def test_detect_width_maps_boxes_back_to_full_resolution(shared_data):
 
 def test_border_padding_keeps_boxes_inside_the_frame(shared_data):
     frame = _image(shared_data, CLEAR_FACE)[:, 60:]  # the face now close to the left edge
-    config = replace(DetectorConfig(), border=0.2, eye_cascades=("eye",), calibrate_boxes=True)
+    config = replace(HAAR, border=0.2, eye_cascades=("eye",), calibrate_boxes=True)
     for detection in HaarDetector(config).detect(frame):
         x, y, w, h = detection.box
         assert x >= 0 and y >= 0 and x + w <= frame.shape[1] and y + h <= frame.shape[0]
@@ -115,8 +117,8 @@ def test_closeup_pass_finds_faces_that_fill_the_frame(shared_data):
     """Faces cut by the frame's edges: the close-up pass finds more of them, boxes inside the frame."""
     paths = sorted((shared_data / "faces" / "improperly_masked").glob("mfn-*.jpg"))[:40]
     frames = [read_image(str(p)) for p in paths]
-    without = HaarDetector(replace(DetectorConfig(), eye_cascades=()))
-    with_closeup = HaarDetector(replace(DetectorConfig(), eye_cascades=(), closeup_cascades=CLOSEUP))
+    without = HaarDetector(replace(HAAR, eye_cascades=()))
+    with_closeup = HaarDetector(replace(HAAR, eye_cascades=(), closeup_cascades=CLOSEUP))
     found_without = sum(_found_centred(f, without.detect(f)) for f in frames)
     results = [with_closeup.detect(f) for f in frames]
     found_with = sum(_found_centred(f, d) for f, d in zip(frames, results, strict=True))
@@ -132,6 +134,6 @@ def test_closeup_pass_leaves_small_faces_to_the_main_pass(shared_data):
 
     face = _image(shared_data, CLEAR_FACE)
     frame = cv2.copyMakeBorder(face, 300, 300, 400, 400, cv2.BORDER_CONSTANT, value=(90, 90, 90))
-    main_only = HaarDetector(DetectorConfig())
-    detections = HaarDetector(replace(DetectorConfig(), closeup_cascades=CLOSEUP)).detect(frame)
+    main_only = HaarDetector(HAAR)
+    detections = HaarDetector(replace(HAAR, closeup_cascades=CLOSEUP)).detect(frame)
     assert len(detections) == 1 and detections == main_only.detect(frame)

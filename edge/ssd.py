@@ -1,0 +1,228 @@
+"""SSD face detector plug-in: TFLite BlazeFace-style models, anchors and box decoding in numpy.
+
+A detector model lives in a directory of its own (``model.tflite``, ``model.json``, ``LICENSE``);
+``model.json`` gives the input size, the anchor layout, the input range, the licence and source,
+the sha256 of the model file, and the framing that makes its boxes look like the Haar
+detector's (so the classifier sees a face framed alike whichever detector found it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bundle import sha256_file
+from .config import DetectorConfig
+from .errors import ModelError
+from .preprocess import Box
+
+log = logging.getLogger(__name__)
+
+DETECTOR_MODELS = Path(__file__).resolve().parent / "models" / "detectors"
+
+
+@dataclass(frozen=True)
+class SsdModel:
+    """A verified detector model: its file, input size, anchor centres and box framing."""
+
+    name: str
+    path: Path
+    input_size: int
+    anchors: np.ndarray  # (N, 2) anchor centres, in [0, 1] of the square input
+    input_range: tuple[float, float]
+    framing: tuple[float, float, float]  # centre dx, dy (in box widths) and size factor
+    sha256: str
+    metadata: dict[str, Any]
+
+
+def ssd_anchors(input_size: int, strides: list[int], anchors_per_cell: list[int]) -> np.ndarray:
+    """Anchor centres of a MediaPipe-style SSD: each stride's grid, ``anchors_per_cell`` per cell.
+
+    BlazeFace's anchors all have unit size (the network regresses width and height directly),
+    so only the centres matter; consecutive layers with the same stride share one grid.
+    """
+    grids = []
+    for stride, per_cell in zip(strides, anchors_per_cell, strict=True):
+        cells = input_size // stride
+        ys, xs = np.mgrid[0:cells, 0:cells]
+        centres = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 1, 2)
+        grids.append(np.repeat(centres, per_cell, axis=1).reshape(-1, 2))
+    return np.concatenate(grids).astype(np.float32)
+
+
+def resolve_detector_model(name: str) -> Path:
+    """A bundled detector name (``blazeface-back``) or a path to a detector model directory."""
+    candidate = Path(name).expanduser()
+    if candidate.is_dir():
+        return candidate
+    bundled = DETECTOR_MODELS / name
+    if bundled.is_dir():
+        return bundled
+    known = sorted(p.parent.name for p in DETECTOR_MODELS.glob("*/model.json"))
+    raise ModelError(f"[detector] ssd_models: {name}: no such detector model; use one of "
+                     f"{', '.join(known)} or a directory holding model.tflite and model.json")
+
+
+def load_ssd_model(name: str) -> SsdModel:
+    """Read and verify a detector model directory; failures name the file and the fix."""
+    directory = resolve_detector_model(name)
+    meta_path, model_path = directory / "model.json", directory / "model.tflite"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        size = int(meta["input_size"])
+        anchors = ssd_anchors(size, [int(s) for s in meta["strides"]],
+                              [int(n) for n in meta["anchors_per_cell"]])
+        low, high = (float(v) for v in meta["input_range"])
+        dx, dy, scale = (float(v) for v in meta["framing"])
+        expected = str(meta["sha256"])
+    except FileNotFoundError:
+        raise ModelError(f"{meta_path}: missing; a detector model directory needs model.tflite and "
+                         f"model.json") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{meta_path}: unreadable or missing a field ({type(exc).__name__}: {exc}); "
+                         f"copy the detector model directory again") from None
+    if not model_path.is_file():
+        raise ModelError(f"{model_path}: missing; copy the detector model directory again")
+    actual = sha256_file(model_path)
+    if actual != expected:
+        raise ModelError(f"{model_path}: sha256 {actual[:12]}… does not match model.json's "
+                         f"{expected[:12]}…; the file is corrupt; copy it again")
+    return SsdModel(directory.name, model_path, size, anchors, (low, high), (dx, dy, scale), actual, meta)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices of the boxes (N, 4 as x0, y0, x1, y1) kept by greedy non-maximum suppression."""
+    order = np.argsort(-scores)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    kept: list[int] = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        kept.append(int(best))
+        iw = np.clip(np.minimum(boxes[best, 2], boxes[rest, 2]) - np.maximum(boxes[best, 0], boxes[rest, 0]),
+                     0, None)
+        ih = np.clip(np.minimum(boxes[best, 3], boxes[rest, 3]) - np.maximum(boxes[best, 1], boxes[rest, 1]),
+                     0, None)
+        inter = iw * ih
+        overlap = inter / np.maximum(area[best] + area[rest] - inter, 1e-9)
+        order = rest[overlap < threshold]
+    return np.asarray(kept, dtype=np.int64)
+
+
+class SsdFaceModel:
+    """One detector model in a TFLite interpreter built once; ``detect`` returns scored boxes.
+
+    The frame is letterboxed to the model's square input (aspect kept, black bars), so a box maps
+    back to frame pixels with one scale and offset.
+    """
+
+    def __init__(self, model: SsdModel, num_threads: int = 2) -> None:
+        import cv2
+
+        from .classify import load_interpreter_class
+
+        self.model = model
+        interpreter_class, self.runtime = load_interpreter_class()
+        try:
+            self.interpreter = interpreter_class(model_path=str(model.path), num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{model.path}: the TFLite runtime cannot load it ({exc})") from None
+        self._input = self.interpreter.get_input_details()[0]
+        outputs = self.interpreter.get_output_details()
+        # Regressors (N, 16: box and six keypoints) and scores (N, 1); told apart by width.
+        by_width = sorted(outputs, key=lambda o: -int(o["shape"][-1]))
+        self._boxes, self._scores = by_width[0]["index"], by_width[-1]["index"]
+        shape = tuple(int(v) for v in self._input["shape"])
+        if shape[1:3] != (model.input_size, model.input_size) or int(by_width[0]["shape"][1]) != len(
+                model.anchors):
+            raise ModelError(f"{model.path}: input {shape} or {by_width[0]['shape'][1]} anchors do not "
+                             f"match model.json ({model.input_size} px, {len(model.anchors)} anchors)")
+        low, high = model.input_range
+        self._pixel_scale, self._pixel_offset = (high - low) / 255.0, low
+        self._cv2 = cv2
+
+    def detect(self, frame_bgr: np.ndarray, min_score: float, iou_threshold: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (N, 4 as x0, y0, x1, y1 in frame pixels) and scores, strongest first."""
+        cv2, size = self._cv2, self.model.input_size
+        h, w = frame_bgr.shape[:2]
+        scale = size / max(h, w)
+        new_w, new_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+        pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+        small = cv2.resize(frame_bgr, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        square = cv2.copyMakeBorder(small, pad_y, size - new_h - pad_y, pad_x, size - new_w - pad_x,
+                                    cv2.BORDER_CONSTANT, value=0)
+        rgb = cv2.cvtColor(square, cv2.COLOR_BGR2RGB).astype(np.float32)
+        self.interpreter.set_tensor(self._input["index"],
+                                    (rgb * self._pixel_scale + self._pixel_offset)[None])
+        self.interpreter.invoke()
+        logits = self.interpreter.get_tensor(self._scores)[0, :, 0]
+        # Compare logits, not probabilities: no sigmoid over every anchor per frame.
+        keep = np.flatnonzero(logits > np.log(min_score / (1.0 - min_score)))
+        if keep.size == 0:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        raw = self.interpreter.get_tensor(self._boxes)[0, keep, :4] / size
+        centres = raw[:, :2] + self.model.anchors[keep]
+        half = raw[:, 2:4] / 2
+        boxes = np.concatenate([centres - half, centres + half], axis=1) * size
+        boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
+        scores = 1.0 / (1.0 + np.exp(-logits[keep]))
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, scores = boxes[valid], scores[valid]
+        order = nms(boxes, scores, iou_threshold)
+        return boxes[order], scores[order]
+
+
+def reframe_xyxy(box: np.ndarray, framing: tuple[float, float, float]) -> Box:
+    """An (x0, y0, x1, y1) box as an integer (x, y, w, h) box moved and scaled by ``framing``."""
+    dx, dy, factor = framing
+    w, h = box[2] - box[0], box[3] - box[1]
+    cx, cy = (box[0] + box[2]) / 2 + dx * w, (box[1] + box[3]) / 2 + dy * w
+    w2, h2 = w * factor, h * factor
+    return int(round(cx - w2 / 2)), int(round(cy - h2 / 2)), int(round(w2)), int(round(h2))
+
+
+class SsdDetector:
+    """Face detector plug-in over one or more SSD models (``[detector] type = ssd``).
+
+    Each model runs on the whole frame; their boxes are reframed to the Haar framing the
+    classifier was trained on, merged by non-maximum suppression and cut to the frame. Two
+    models of different reach (a 256 px one for small faces, a 128 px one for faces close to
+    the camera) find more faces than either alone::
+
+        [detector]
+        type = ssd
+        ssd_models = blazeface-back, blazeface-short
+    """
+
+    def __init__(self, config: DetectorConfig) -> None:
+        if not config.ssd_models:
+            raise ModelError("[detector] ssd_models: empty; name at least one, e.g. blazeface-back")
+        self.config = config
+        self.models = [SsdFaceModel(load_ssd_model(name), config.num_threads) for name in config.ssd_models]
+        log.info("detector: ssd %s via %s", ", ".join(m.model.name for m in self.models),
+                 self.models[0].runtime)
+
+    def detect(self, frame: np.ndarray):  # -> list[Detection]
+        """All faces in a BGR frame, strongest first."""
+        from .detect import Detection, clip_box, non_max_suppression
+
+        if frame.ndim == 2:
+            frame = self.models[0]._cv2.cvtColor(frame, self.models[0]._cv2.COLOR_GRAY2BGR)
+        found: list[Detection] = []
+        for face_model in self.models:
+            boxes, scores = face_model.detect(frame, self.config.min_score, self.config.nms_threshold)
+            for box, score in zip(boxes, scores, strict=True):
+                framed = reframe_xyxy(box, face_model.model.framing) if self.config.calibrate_boxes else (
+                    reframe_xyxy(box, (0.0, 0.0, 1.0)))
+                if framed[2] < self.config.min_face:
+                    continue
+                clipped = clip_box(framed, frame.shape)
+                if clipped is not None:
+                    found.append(Detection(clipped, float(score), face_model.model.name))
+        return non_max_suppression(found, self.config.nms_threshold) if len(self.models) > 1 else found
