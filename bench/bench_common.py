@@ -72,10 +72,37 @@ def report_and_save(result: dict[str, Any], script: str, argv: Sequence[str] | N
                     json_path: str | Path, print_report: Any) -> Path:
     """Record the command line, print the report, write the JSON: the end of every bench script."""
     result["command"] = command_line(script, argv)
+    result.setdefault("provenance", provenance())
     print_report(result)
     path = write_json(json_path, result)
     print(f"\nwrote {path}")
     return path
+
+
+def provenance() -> dict[str, Any]:
+    """The commit and the models a result was measured with (README numbers quote these files).
+
+    ``commit`` ends in ``+dirty`` when the tree had uncommitted changes; ``models`` maps the
+    shipped classifier bundle and each bundled detector model to its sha256.
+    """
+    import subprocess
+
+    from maskipy.edge.bundle import DEFAULT_BUNDLE, MODEL_FILE, sha256_file
+    from maskipy.edge.ssd import DETECTOR_MODELS
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        commit += "+dirty" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    models = {"classifier:default": sha256_file(DEFAULT_BUNDLE / MODEL_FILE)}
+    for path in sorted(DETECTOR_MODELS.glob("*/model.tflite")):
+        models[f"detector:{path.parent.name}"] = sha256_file(path)
+    return {"commit": commit, "models": models}
 
 
 def machine_info() -> dict[str, Any]:

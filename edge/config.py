@@ -39,13 +39,16 @@ class DetectorConfig:
     type: str = setting("ssd", "detector plug-in: ssd (TFLite BlazeFace models, finds masked faces) or "
                         "haar (OpenCV cascades, the seed's detector)", choices=("ssd", "haar"))
     ssd_models: tuple[str, ...] = setting(
-        ("blazeface-back", "blazeface-short"), "ssd: detector models, bundled (blazeface-back, "
-        "blazeface-short, blazeface-full) or paths to model directories; their boxes are merged")
+        ("blazeface-back",), "ssd: detector models, bundled (blazeface-back, blazeface-short, "
+        "blazeface-full) or paths to model directories; several are merged by NMS")
     min_score: float = setting(0.3, "ssd: smallest face score to report; lower finds more faces and "
                                "more false ones (the classifier's not_face check drops most)",
                                low=0.05, high=0.99)
     nms_threshold: float = setting(0.3, "ssd: boxes overlapping a stronger one by this IoU are dropped",
                                    low=0.05, high=0.95)
+    ssd_input_size: int = setting(320, "ssd: run the models at this square input size (0: as trained, "
+                                  "256 px for blazeface-back); larger finds smaller faces at the square "
+                                  "of the cost", low=0, high=1024)
     num_threads: int = setting(2, "ssd: TFLite interpreter threads", low=1, high=8)
     cascades: tuple[str, ...] = setting(
         ("frontalface_default",), "cascade names from cv2.data (frontalface_default, "

@@ -33,7 +33,8 @@ class SsdModel:
     name: str
     path: Path
     input_size: int
-    anchors: np.ndarray  # (N, 2) anchor centres, in [0, 1] of the square input
+    strides: tuple[int, ...]
+    anchors_per_cell: tuple[int, ...]
     input_range: tuple[float, float]
     framing: tuple[float, float, float]  # centre dx, dy (in box widths) and size factor
     sha256: str
@@ -75,8 +76,10 @@ def load_ssd_model(name: str) -> SsdModel:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         size = int(meta["input_size"])
-        anchors = ssd_anchors(size, [int(s) for s in meta["strides"]],
-                              [int(n) for n in meta["anchors_per_cell"]])
+        strides = tuple(int(s) for s in meta["strides"])
+        per_cell = tuple(int(n) for n in meta["anchors_per_cell"])
+        if len(strides) != len(per_cell) or any(size % s for s in strides):
+            raise ValueError(f"strides {strides} and anchors_per_cell {per_cell} do not fit {size} px")
         low, high = (float(v) for v in meta["input_range"])
         dx, dy, scale = (float(v) for v in meta["framing"])
         expected = str(meta["sha256"])
@@ -92,7 +95,8 @@ def load_ssd_model(name: str) -> SsdModel:
     if actual != expected:
         raise ModelError(f"{model_path}: sha256 {actual[:12]}… does not match model.json's "
                          f"{expected[:12]}…; the file is corrupt; copy it again")
-    return SsdModel(directory.name, model_path, size, anchors, (low, high), (dx, dy, scale), actual, meta)
+    return SsdModel(directory.name, model_path, size, strides, per_cell, (low, high), (dx, dy, scale),
+                    actual, meta)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -117,10 +121,12 @@ class SsdFaceModel:
     """One detector model in a TFLite interpreter built once; ``detect`` returns scored boxes.
 
     The frame is letterboxed to the model's square input (aspect kept, black bars), so a box maps
-    back to frame pixels with one scale and offset.
+    back to frame pixels with one scale and offset. BlazeFace is fully convolutional, so
+    ``input_size`` may exceed the size it was trained at: a larger input finds smaller faces at
+    the square of the cost (the anchor grid grows with it; box offsets are in input pixels).
     """
 
-    def __init__(self, model: SsdModel, num_threads: int = 2) -> None:
+    def __init__(self, model: SsdModel, num_threads: int = 2, input_size: int = 0) -> None:
         import cv2
 
         from .classify import load_interpreter_class
@@ -132,16 +138,24 @@ class SsdFaceModel:
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{model.path}: the TFLite runtime cannot load it ({exc})") from None
+        self.size = input_size or model.input_size
+        if self.size % max(model.strides):
+            raise ModelError(f"[detector] ssd_input_size = {input_size}: must be a multiple of "
+                             f"{max(model.strides)} for {model.name}")
+        if self.size != model.input_size:
+            index = self.interpreter.get_input_details()[0]["index"]
+            self.interpreter.resize_tensor_input(index, [1, self.size, self.size, 3])
+            self.interpreter.allocate_tensors()
+        self.anchors = ssd_anchors(self.size, list(model.strides), list(model.anchors_per_cell))
         self._input = self.interpreter.get_input_details()[0]
         outputs = self.interpreter.get_output_details()
         # Regressors (N, 16: box and six keypoints) and scores (N, 1); told apart by width.
         by_width = sorted(outputs, key=lambda o: -int(o["shape"][-1]))
         self._boxes, self._scores = by_width[0]["index"], by_width[-1]["index"]
         shape = tuple(int(v) for v in self._input["shape"])
-        if shape[1:3] != (model.input_size, model.input_size) or int(by_width[0]["shape"][1]) != len(
-                model.anchors):
+        if shape[1:3] != (self.size, self.size) or int(by_width[0]["shape"][1]) != len(self.anchors):
             raise ModelError(f"{model.path}: input {shape} or {by_width[0]['shape'][1]} anchors do not "
-                             f"match model.json ({model.input_size} px, {len(model.anchors)} anchors)")
+                             f"match model.json ({self.size} px, {len(self.anchors)} anchors)")
         low, high = model.input_range
         self._pixel_scale, self._pixel_offset = (high - low) / 255.0, low
         self._cv2 = cv2
@@ -149,7 +163,7 @@ class SsdFaceModel:
     def detect(self, frame_bgr: np.ndarray, min_score: float, iou_threshold: float
                ) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (N, 4 as x0, y0, x1, y1 in frame pixels) and scores, strongest first."""
-        cv2, size = self._cv2, self.model.input_size
+        cv2, size = self._cv2, self.size
         h, w = frame_bgr.shape[:2]
         scale = size / max(h, w)
         new_w, new_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
@@ -167,7 +181,7 @@ class SsdFaceModel:
         if keep.size == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         raw = self.interpreter.get_tensor(self._boxes)[0, keep, :4] / size
-        centres = raw[:, :2] + self.model.anchors[keep]
+        centres = raw[:, :2] + self.anchors[keep]
         half = raw[:, 2:4] / 2
         boxes = np.concatenate([centres - half, centres + half], axis=1) * size
         boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
@@ -204,7 +218,8 @@ class SsdDetector:
         if not config.ssd_models:
             raise ModelError("[detector] ssd_models: empty; name at least one, e.g. blazeface-back")
         self.config = config
-        self.models = [SsdFaceModel(load_ssd_model(name), config.num_threads) for name in config.ssd_models]
+        self.models = [SsdFaceModel(load_ssd_model(name), config.num_threads, config.ssd_input_size)
+                       for name in config.ssd_models]
         log.info("detector: ssd %s via %s", ", ".join(m.model.name for m in self.models),
                  self.models[0].runtime)
 
