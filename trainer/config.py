@@ -23,6 +23,10 @@ class TrainConfig:
                                                   "validation and test (one group, consecutive frames)")
     precropped: tuple[str, ...] = setting(("realworld-photos:0.2", "realworld-video:0.0"),
                                           "source:margin for folders of face crops (no detection)")
+    detect_precropped: tuple[str, ...] = setting(
+        (), "precropped sources whose face box comes from the edge's detector run on the crop (the "
+        "detected box overlapping the annotated one), so training crops are framed as the edge frames "
+        "them; the annotated box where the detector finds none")
     label_map: tuple[str, ...] = setting(("CMFD:properly_masked", "IMFD:improperly_masked",
                                           "NMFD:unmasked"), "folder:label renames (MaskedFace-Net)")
     labels: tuple[str, ...] = setting(("properly_masked", "improperly_masked", "unmasked", "not_face"),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from maskipy.edge.config import DetectorConfig
-from maskipy.edge.detect import Detection, HaarDetector, build_detector, iou
+from maskipy.edge.detect import Detection, Detector, build_detector, iou
 from maskipy.edge.errors import ImageError
 from maskipy.edge.preprocess import Box, CropSpec, crop_face, read_image, whole_image_box
 
@@ -35,7 +35,7 @@ class CropSet:
     labels: list[str]
     groups: list[str]
     sources: list[str]
-    how: list[str]  # detected | fallback | precropped | mined
+    how: list[str]  # detected | fallback | precropped | reframed (precropped, detector's box) | mined
     paths: list[str]
     skipped: list[str]
 
@@ -46,8 +46,14 @@ class CropSet:
                        pick(self.how), pick(self.paths), self.skipped)
 
 
+# A detected box stands for a precropped face's annotated box when they overlap at least this much.
+PRECROPPED_MIN_IOU = 0.3
+# SSD boxes off the face scoring at most this are mined as not_face (see _weak_score).
+WEAK_SSD_SCORE = 0.6
+
+
 @functools.lru_cache(maxsize=4)
-def _detector(config: DetectorConfig) -> HaarDetector:
+def _detector(config: DetectorConfig) -> Detector:
     """One detector per config and process: loading the cascades costs more than a detection."""
     return build_detector(config)
 
@@ -108,6 +114,12 @@ def _fallback_box(shape: tuple[int, int], typical: tuple[float, ...] | None) -> 
     return (int(rx * width), int(ry * height), max(2, int(rw * width)), max(2, int(rh * height)))
 
 
+def _weak_score(detector: DetectorConfig) -> float:
+    """The highest score of a box mined as a false positive: weak boxes only, since a strong one
+    away from the face is often another person's face (LFW photos have bystanders)."""
+    return detector.min_neighbors + 3 if detector.type == "haar" else WEAK_SSD_SCORE
+
+
 def _mined(dets: list[Detection], face: Box | None, max_score: float) -> list[Box]:
     """Detector boxes away from the face: real false positives, taught as not_face."""
     out = []
@@ -119,7 +131,8 @@ def _mined(dets: list[Detection], face: Box | None, max_score: float) -> list[Bo
     return out[:1]
 
 
-def cache_key(samples: list[Sample], detector: DetectorConfig, spec: CropSpec, mine: bool) -> str:
+def cache_key(samples: list[Sample], detector: DetectorConfig, spec: CropSpec, mine: bool,
+              detect_precropped: tuple[str, ...] = ()) -> str:
     digest = hashlib.sha256()
     # every_n_frames only paces the live loop; it does not change what is detected in an image.
     detector = dataclasses.replace(detector, every_n_frames=1)
@@ -127,7 +140,10 @@ def cache_key(samples: list[Sample], detector: DetectorConfig, spec: CropSpec, m
     if not detector.closeup_cascades:
         # Options added after a cache was made leave its key alone while they are off.
         values = {k: v for k, v in values.items() if not k.startswith("closeup_")}
-    for part in (repr(tuple(values.values())), repr(spec), str(mine)):
+    parts = [repr(tuple(values.values())), repr(spec), str(mine)]
+    if detect_precropped:  # caches made before the option existed keep their key
+        parts.append(repr(detect_precropped))
+    for part in parts:
         digest.update(part.encode())
     for sample in samples:
         digest.update(f"{sample.path}|{sample.label}|{sample.margin}\n".encode())
@@ -135,16 +151,21 @@ def cache_key(samples: list[Sample], detector: DetectorConfig, spec: CropSpec, m
 
 
 def build_crops(samples: list[Sample], detector: DetectorConfig, spec: CropSpec, cache_dir: Path,
-                mine_negatives: bool = True, workers: int = 2) -> CropSet:
-    """Crops for every sample, from the cache when the same images, detector and crop were used."""
+                mine_negatives: bool = True, workers: int = 2,
+                detect_precropped: tuple[str, ...] = ()) -> CropSet:
+    """Crops for every sample, from the cache when the same images, detector and crop were used.
+
+    Precropped samples of a ``detect_precropped`` source are framed by the detector too: the
+    detected box that overlaps the annotated one, so a real photo is cropped as the edge would crop it.
+    """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = cache_key(samples, detector, spec, mine_negatives)
+    key = cache_key(samples, detector, spec, mine_negatives, detect_precropped)
     array_path, meta_path = cache_dir / f"crops-{key}.npy", cache_dir / f"crops-{key}.json"
     if array_path.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         log.info("crops: %d from cache %s", len(meta["labels"]), array_path)
         return CropSet(np.load(array_path, mmap_mode="r"), **meta)
-    to_detect = [str(s.path) for s in samples if s.margin is None]
+    to_detect = [str(s.path) for s in samples if s.margin is None or s.source in detect_precropped]
     found = detect_all(to_detect, detector, workers) if to_detect else {}
     typical = typical_boxes(found, samples)
     crops, meta = _make_crops(samples, found, typical, spec, mine_negatives, detector)
@@ -172,17 +193,20 @@ def _make_crops(samples: list[Sample], found: dict[str, tuple], typical: dict, s
         except ImageError:
             meta["skipped"].append(str(sample.path))
             continue
-        if sample.margin is not None:
-            add(crop_face(image, whole_image_box(image.shape, sample.margin), spec), sample,
-                sample.label, "precropped")
-            continue
         dets = found.get(str(sample.path), (None, []))[1]
+        if sample.margin is not None:
+            annotated = whole_image_box(image.shape, sample.margin)
+            matching = [d.box for d in dets if iou(d.box, annotated) >= PRECROPPED_MIN_IOU]
+            box = max(matching, key=lambda b: iou(b, annotated)) if matching else annotated
+            add(crop_face(image, box, spec), sample, sample.label,
+                "reframed" if matching else "precropped")
+            continue
         face = max(dets, key=lambda d: d.box[2]).box if dets else None
         how = "detected" if face is not None else "fallback"
         box = face or _fallback_box(image.shape[:2], typical.get(sample.source))
         add(crop_face(image, box, spec), sample, sample.label, how)
         if mine_negatives and sample.label != NOT_FACE:
-            for neg in _mined(dets, face, max_score=detector.min_neighbors + 3):
+            for neg in _mined(dets, face, max_score=_weak_score(detector)):
                 add(crop_face(image, neg, spec), sample, NOT_FACE, "mined")
     if meta["skipped"]:
         log.warning("skipped %d unreadable images, e.g. %s", len(meta["skipped"]),

@@ -69,9 +69,11 @@ def prepare_crops(config: TrainConfig, detector: DetectorConfig
     samples = load_samples(config)
     split = grouped_split(samples, config)
     spec = crop_spec(config)
-    crop_set = build_crops(samples, detector, spec, config.cache_dir, config.mine_negatives)
+    crop_set = build_crops(samples, detector, spec, config.cache_dir, config.mine_negatives,
+                           detect_precropped=config.detect_precropped)
     return crop_set, _split_crops(crop_set, split), cache_key(samples, detector, spec,
-                                                              config.mine_negatives)
+                                                              config.mine_negatives,
+                                                              config.detect_precropped)
 
 
 def drawn_masks(train_part: CropSet, config: TrainConfig, detector: DetectorConfig
@@ -84,8 +86,8 @@ def drawn_masks(train_part: CropSet, config: TrainConfig, detector: DetectorConf
     unmasked = np.flatnonzero(np.array(train_part.labels) == "unmasked")
     # A strict frontal cascade: masks are only drawn where the face geometry is reliable.
     strict = build_detector(dataclasses.replace(
-        detector, cascades=("frontalface_default",), min_neighbors=4, min_face=24, detect_width=0,
-        eye_cascades=()))
+        detector, type="haar", cascades=("frontalface_default",), min_neighbors=4, min_face=24,
+        detect_width=0, eye_cascades=()))
     return synthesize(train_part.crops[unmasked], strict, config.seed)
 
 
