@@ -52,7 +52,8 @@ def training_crops_row(evaluator: Evaluator, config_path: Path, source: str) -> 
     keep = [i for i, (s, how) in enumerate(zip(test.sources, test.how, strict=True))
             if s == source and how != "mined"]
     labels = evaluator.bundle.labels
-    pred = [labels[int(np.argmax(evaluator.classifier.classify(np.asarray(test.crops[i]))[0]))] for i in keep]
+    classifier = evaluator.classifier
+    pred = [labels[int(classifier.choose(classifier.classify(np.asarray(test.crops[i])))[0])] for i in keep]
     true = [test.labels[i] for i in keep]
     return metrics(true, pred, sorted(set(true)) + sorted(set(pred) - set(true)))
 

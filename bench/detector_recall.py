@@ -78,18 +78,18 @@ CONFIGS: dict[str, DetectorConfig] = {
     "haar_default": HAAR,
     # edge/thorough-detector.ini
     "haar_thorough": THOROUGH,
-    # The shipped default: blazeface-back, score 0.3.
+    # The shipped default: blazeface-back at 320 px input, score 0.3.
     "ssd_default": SSD,
-    "ssd_short": replace(SSD, ssd_models=("blazeface-short",)),
-    "ssd_full": replace(SSD, ssd_models=("blazeface-full",)),
-    "ssd_back+full": replace(SSD, ssd_models=("blazeface-back", "blazeface-full")),
-    "ssd_back+short": replace(SSD, ssd_models=("blazeface-back", "blazeface-short")),
-    "ssd_back_in320": replace(SSD, ssd_input_size=320),
-    "ssd_back_in384": replace(SSD, ssd_input_size=384),
-    "ssd_back_in448": replace(SSD, ssd_input_size=448),
-    "ssd_back_score0.5": replace(SSD, ssd_models=("blazeface-back",), min_score=0.5),
-    "ssd_back_score0.2": replace(SSD, ssd_models=("blazeface-back",), min_score=0.2),
-    "ssd_back_score0.1": replace(SSD, ssd_models=("blazeface-back",), min_score=0.1),
+    # Each model at the input size it was trained at (back 256, short 128, full 192).
+    "ssd_back_256": replace(SSD, ssd_input_size=0),
+    "ssd_short_128": replace(SSD, ssd_models=("blazeface-short",), ssd_input_size=0),
+    "ssd_full_192": replace(SSD, ssd_models=("blazeface-full",), ssd_input_size=0),
+    "ssd_back_256+short_128": replace(SSD, ssd_models=("blazeface-back", "blazeface-short"),
+                                      ssd_input_size=0),
+    "ssd_back_384": replace(SSD, ssd_input_size=384),
+    "ssd_back_448": replace(SSD, ssd_input_size=448),
+    "ssd_default_score0.5": replace(SSD, min_score=0.5),
+    "ssd_default_score0.2": replace(SSD, min_score=0.2),
 }
 # Face-width bins of the composed real faces, in frame pixels.
 SIZE_BINS = ((0, 48, "<48"), (48, 100, "48-100"), (100, 10_000, ">=100"))
@@ -220,7 +220,8 @@ class Verifier:
         boxes, crops = crop_faces(frame, detections, self.bundle)
         if not boxes:
             return []
-        observations = to_observations(boxes, self.classifier.classify(crops), self.bundle.labels)
+        observations = to_observations(boxes, self.classifier.classify(crops), self.bundle.labels,
+                                       self.classifier.choose)
         kept = {o.box for o in observations if o.label != self.reject_label}
         return [d for d in detections if d.box in kept]
 

@@ -92,9 +92,14 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
     sizes = {"keras_bytes": model_path.stat().st_size, "tflite_bytes": len(tflite)}
     if config.quantization != "float32":
         sizes["float32_tflite_bytes"] = len(convert(model, "float32"))
-    update_metadata(candidate, parity=result, sizes=sizes,
+    extra_meta: dict[str, Any] = {}
+    if config.decision:
+        extra_meta["decision"] = _fit_decision(candidate, parts["val"], config)
+    update_metadata(candidate, parity=result, sizes=sizes, **extra_meta,
                     conversion_seconds=round(time.perf_counter() - start, 1))
     print(parity.format_parity(result))
+    if "decision" in extra_meta:
+        print(_format_decision(extra_meta["decision"]))
     print("sizes: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
     try:
         parity.enforce(result, config.min_agreement, config.max_accuracy_drop)
@@ -104,6 +109,32 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
     publish(candidate, config.output_dir)
     print(f"bundle: {config.output_dir}")
     return result
+
+
+def _fit_decision(candidate: Path, val: Any, config: Any) -> dict[str, Any]:
+    """The decision rule fitted on the validation crops' int8 answers (mined not_face boxes aside)."""
+    from maskipy.edge.bundle import load_bundle
+    from maskipy.edge.classify import TFLiteClassifier
+
+    from .decision import fit_decision
+
+    keep = [i for i, how in enumerate(val.how) if how != "mined"]
+    classifier = TFLiteClassifier(load_bundle(candidate), num_threads=2)
+    probs = np.concatenate([classifier.classify(np.asarray(val.crops[i])) for i in keep])
+    return fit_decision(probs, [val.labels[i] for i in keep], classifier.labels,
+                        config.false_alarm_cost, config.missed_improper_cost)
+
+
+def _format_decision(decision: dict[str, Any]) -> str:
+    v = decision["validation"]
+    line = (f"decision (validation, {v['crops']} crops): temperature {decision['temperature']}, "
+            f"ECE {v['ece_before']:.3f} -> {v['ece_after']:.3f}")
+    if "chosen" in v:
+        line += (f"; improperly_masked weight {decision['weights']['improperly_masked']}: false alarms "
+                 f"{v['argmax']['false_alarm_rate']:.3f} -> {v['chosen']['false_alarm_rate']:.3f}, "
+                 f"improper recall {v['argmax']['improper_recall']:.3f} -> "
+                 f"{v['chosen']['improper_recall']:.3f}")
+    return line
 
 
 def _sha256(path: Path) -> str:

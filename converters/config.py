@@ -30,6 +30,12 @@ class ConvertConfig:
     max_accuracy_drop: float = setting(0.005, "largest accuracy loss vs the float model (0.005 = "
                                        "half a point)", low=0, high=1)
     parity_samples: int = setting(0, "held-back crops to check (0: the whole test split)", low=0)
+    decision: bool = setting(True, "fit the alert decision on the validation split: a temperature "
+                             "that calibrates the probabilities and a weight on improperly_masked")
+    false_alarm_cost: float = setting(2.0, "decision: cost of calling a properly masked person "
+                                      "improperly masked (per such person)", low=0.0, high=100.0)
+    missed_improper_cost: float = setting(1.0, "decision: cost of missing an improperly masked person "
+                                          "(per such person)", low=0.0, high=100.0)
     output_dir: Path = setting(Path("bundle"), "where model.tflite and model.json go")
 
 

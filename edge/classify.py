@@ -9,6 +9,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .config import ClassifierConfig
+from .decision import DecisionRule
 from .errors import ModelError
 from .preprocess import to_input
 
@@ -71,6 +72,7 @@ class TFLiteClassifier:
         if classes != len(bundle.labels):
             raise ModelError(f"{bundle.model_path}: model has {classes} outputs but model.json lists "
                              f"{len(bundle.labels)} labels ({', '.join(bundle.labels)})")
+        self.decision = DecisionRule.from_metadata(bundle.metadata, bundle.labels, str(bundle.json_path))
         self.input_dtype = np.dtype(self._input["dtype"])
         self._in_scale, self._in_zero = self._input["quantization"]
         self._out_scale, self._out_zero = self._output["quantization"]
@@ -80,7 +82,10 @@ class TFLiteClassifier:
         return self.bundle.labels
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
-        """Probabilities (N, len(labels)) for uint8 crops (N, size, size, 3)."""
+        """Calibrated probabilities (N, len(labels)) for uint8 crops (N, size, size, 3).
+
+        The bundle's temperature is applied (``decision.py``); pick labels with ``choose``.
+        """
         if crops.ndim == 3:
             crops = crops[None]
         batch = to_input(crops, self.input_dtype, self._in_scale, int(self._in_zero))
@@ -95,7 +100,11 @@ class TFLiteClassifier:
                 out[i] = (raw.astype(np.float32) - self._out_zero) * self._out_scale
             else:
                 out[i] = raw
-        return out
+        return self.decision.calibrate(out)
+
+    def choose(self, probs: np.ndarray) -> np.ndarray:
+        """The label index per row of ``classify``'s output, by the bundle's decision rule."""
+        return self.decision.choose(probs)
 
 
 CLASSIFIERS: dict[str, type] = {"tflite": TFLiteClassifier}

@@ -82,9 +82,11 @@ def crop_faces(frame: np.ndarray, detections: list[Detection],
     return boxes, (np.stack(crops) if crops else np.empty((0, size, size, 3), np.uint8))
 
 
-def to_observations(boxes: list[Box], probs: np.ndarray, labels: tuple[str, ...]) -> list[Observation]:
-    """One Observation per box: the most probable label and its probability."""
-    best = np.argmax(probs, axis=1) if len(boxes) else []
+def to_observations(boxes: list[Box], probs: np.ndarray, labels: tuple[str, ...],
+                    choose: Callable[[np.ndarray], np.ndarray] | None = None) -> list[Observation]:
+    """One Observation per box: the label ``choose`` picks (default: the most probable) and its
+    probability."""
+    best = (choose or (lambda p: np.argmax(p, axis=1)))(probs) if len(boxes) else []
     return [Observation(box, labels[int(i)], float(p[int(i)])) for box, i, p in zip(boxes, best, probs,
                                                                                      strict=True)]
 
@@ -199,7 +201,7 @@ class EdgeRuntime:
         self.timer.faces += len(boxes)
         with self.timer.stage("classify"):
             probs = self.classifier.classify(crops)
-        return to_observations(boxes, probs, self.classifier.labels)
+        return to_observations(boxes, probs, self.classifier.labels, self.classifier.choose)
 
     def _emit(self, frame: np.ndarray, events: list[CountEvent]) -> None:
         for event in events:

@@ -60,3 +60,25 @@ def test_bad_arguments_are_errors_not_tracebacks(tiny_bundle, tmp_path, capsys):
     assert "maskipy-eval: error:" in capsys.readouterr().err
     with pytest.raises(Exception, match="DATASET_LABEL=MODEL_LABEL"):
         parse_label_map(["with_mask"])
+
+
+def test_false_alarms_are_counted_by_face_width(shared_data, tmp_path, capsys):
+    """The false-alarm rate is properly masked faces the model calls improperly masked, per size bin."""
+    from maskipy.edge.bundle import DEFAULT_BUNDLE
+    from maskipy.trainer.evaluate import Evaluator
+
+    data = _small_set(shared_data, tmp_path, per_class=12)
+    out = tmp_path / "eval.json"
+    assert main([str(DEFAULT_BUNDLE), str(data), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    # Counted again here, one image at a time, through the same edge path.
+    evaluator = Evaluator(str(DEFAULT_BUNDLE), None, crop_margin=0.2)
+    answers = [evaluator.predict(p) for p in sorted((data / "properly_masked").iterdir())]
+    alarms = sum(a.label == "improperly_masked" for a in answers)
+    assert result["false_alarms"] == alarms
+    assert result["false_alarm_rate"] == round(alarms / 12, 4)
+    assert sum(row["properly_masked"] for row in result["by_size"].values()) == 12
+    assert sum(row["false_alarms"] for row in result["by_size"].values()) == alarms
+    assert set(result["by_size"]) == {"<48", "48-80", "80-130", ">=130"}
+    assert 0.0 <= result["ece"] <= 1.0
+    assert "false alarms (properly masked called improperly masked)" in capsys.readouterr().out

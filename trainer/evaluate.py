@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,15 @@ def voc_boxes(image_path: Path) -> list[Box] | None:
     return boxes
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """One image's answer: the chosen label (None: no face found), its probabilities, the face width."""
+
+    label: str | None
+    probs: np.ndarray | None
+    face_width: int
+
+
 class Evaluator:
     """Crops images like the edge (detected face, or the whole image as a crop) and classifies them."""
 
@@ -69,8 +79,8 @@ class Evaluator:
         self.crop_margin = crop_margin
         self.detection = {"images": 0, "found": 0, "boxes_labelled": 0, "boxes_found": 0}
 
-    def predict(self, path: Path) -> str | None:
-        """The model's label for the image's face; None when detection found no face."""
+    def predict(self, path: Path) -> Prediction:
+        """The model's answer for the image's face (label None when detection found no face)."""
         image = read_image(str(path))
         if self.detector is None:
             box = whole_image_box(image.shape, self.crop_margin)
@@ -78,10 +88,10 @@ class Evaluator:
             found = self.detector.detect(image)
             self._score_detection(path, [d.box for d in found])
             if not found:
-                return None
+                return Prediction(None, None, 0)
             box = max(found, key=lambda d: d.box[2] * d.box[3]).box
-        probs = self.classifier.classify(crop_face(image, box, self.bundle.crop_spec))[0]
-        return self.bundle.labels[int(np.argmax(probs))]
+        probs = self.classifier.classify(crop_face(image, box, self.bundle.crop_spec))
+        return Prediction(self.bundle.labels[int(self.classifier.choose(probs)[0])], probs[0], box[2])
 
     def _score_detection(self, path: Path, boxes: list[Box]) -> None:
         self.detection["images"] += 1
@@ -96,7 +106,7 @@ def evaluate(evaluator: Evaluator, images: list[tuple[Path, str]], mapping: dict
              ) -> dict[str, Any]:
     from tqdm import tqdm
 
-    true, pred, skipped = [], [], []
+    true, pred, skipped, answers = [], [], [], []
     for path, label in tqdm(images, desc="evaluate", unit="img"):
         try:
             predicted = evaluator.predict(path)
@@ -104,10 +114,13 @@ def evaluate(evaluator: Evaluator, images: list[tuple[Path, str]], mapping: dict
             skipped.append(str(path))
             continue
         true.append(label)
-        pred.append("no_face" if predicted is None else mapping.get(predicted, predicted))
+        answers.append(predicted)
+        pred.append("no_face" if predicted.label is None else mapping.get(predicted.label, predicted.label))
     labels = sorted(set(true)) + sorted(set(pred) - set(true))
     result = report.metrics(true, pred, labels)
     result["skipped"] = skipped
+    result.update(report.false_alarms(true, [a.label for a in answers], [a.face_width for a in answers]))
+    result.update(report.calibration(true, answers, evaluator.bundle.labels))
     if evaluator.detector is not None:
         det = evaluator.detection
         result["detection"] = {"image_rate": round(det["found"] / max(1, det["images"]), 4), **det}
@@ -142,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     except MaskipyError as exc:
         return report_error("maskipy-eval", exc)
     print(report.format_metrics(str(args.data_dir), result))
+    if "false_alarm_rate" in result:
+        print(report.format_false_alarms(result))
     if "detection" in result:
         print(f"detection: a face found in {result['detection']['image_rate']:.3f} of images"
               + (f", box recall {result['detection']['recall']:.3f}" if "recall" in result["detection"]

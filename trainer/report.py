@@ -29,6 +29,52 @@ def metrics(true: list[str], pred: list[str], labels: list[str]) -> dict[str, An
     }
 
 
+# Face-width bins (px) of the false-alarm breakdown: small, blurry faces are most false alarms.
+SIZE_BINS = ((0, 48, "<48"), (48, 80, "48-80"), (80, 130, "80-130"), (130, 1 << 30, ">=130"))
+PROPER, IMPROPER = "properly_masked", "improperly_masked"
+
+
+def false_alarms(true: list[str], chosen: list[str | None], widths: list[int]) -> dict[str, Any]:
+    """The false-alarm rate (properly masked faces called improperly masked, the buzz at someone who
+    wears the mask right) overall and by face width; empty where the data has no such faces.
+
+    ``chosen`` are the model's own labels (before any --label-map), None where no face was found.
+    """
+    proper = [i for i, label in enumerate(true) if label == PROPER]
+    if not proper:
+        return {}
+    by_size: dict[str, dict[str, Any]] = {}
+    for low, high, name in SIZE_BINS:
+        members = [i for i in proper if low <= widths[i] < high]
+        alarms = sum(chosen[i] == IMPROPER for i in members)
+        by_size[name] = {"properly_masked": len(members), "false_alarms": alarms,
+                         "rate": round(alarms / len(members), 4) if members else None}
+    alarms = sum(chosen[i] == IMPROPER for i in proper)
+    return {"false_alarm_rate": round(alarms / len(proper), 4), "false_alarms": alarms,
+            "by_size": by_size}
+
+
+def calibration(true: list[str], answers: list[Any], labels: tuple[str, ...]) -> dict[str, Any]:
+    """Expected calibration error of the stated confidence, over faces whose class the model has."""
+    from maskipy.edge.decision import expected_calibration_error
+
+    rows = [(labels.index(t), a.probs) for t, a in zip(true, answers, strict=True)
+            if a.probs is not None and t in labels]
+    if not rows:
+        return {}
+    index, probs = np.array([r[0] for r in rows]), np.stack([r[1] for r in rows])
+    return {"ece": round(expected_calibration_error(probs, index), 4)}
+
+
+def format_false_alarms(result: dict[str, Any]) -> str:
+    """One line: the false-alarm rate, then per face-width bin."""
+    bins = ", ".join(f"{name} px {row['false_alarms']}/{row['properly_masked']}"
+                     for name, row in result["by_size"].items())
+    ece = f"; calibration error (ECE) {result['ece']:.3f}" if "ece" in result else ""
+    return (f"false alarms (properly masked called improperly masked): {result['false_alarm_rate']:.3f} "
+            f"({result['false_alarms']}); by face width: {bins}{ece}")
+
+
 def format_metrics(title: str, result: dict[str, Any]) -> str:
     """A printable classification report and confusion matrix."""
     lines = [f"{title}: n={result['n']} accuracy={result['accuracy']:.4f} "
