@@ -11,7 +11,7 @@ import pytest
 from conftest import SHARED, tiny_train_config
 
 from maskipy.edge.config import DetectorConfig
-from maskipy.edge.detect import build_detector
+from maskipy.edge.detect import build_detector, iou
 from maskipy.edge.errors import ConfigError
 from maskipy.edge.preprocess import CropSpec, crop_face, read_image, whole_image_box
 from maskipy.trainer.config import load_train_config
@@ -82,6 +82,30 @@ def test_trainer_crops_are_byte_identical_to_the_edge(shared_data, tmp_path):
     again = build_crops(samples, detector_config, spec, tmp_path / "cache", mine_negatives=False)
     assert np.array_equal(np.asarray(again.crops), np.asarray(made.crops))
     assert fallback_rates(made) == {"unmasked": 0.0}
+
+
+def test_detect_precropped_frames_real_photos_with_the_detectors_box(shared_data, tmp_path):
+    """With detect_precropped, a real-photo crop is cut around the detector's box, as the edge cuts
+    it, not around the annotated box; where no detected box overlaps, the annotated box stays."""
+    spec = CropSpec(margin=0.2, size=96)
+    detector_config = DetectorConfig()
+    paths = sorted((shared_data / "realworld-photos" / "properly_masked").glob("*.jpg"))[:6]
+    samples = [Sample(p, "properly_masked", p.stem, "realworld-photos", 0.2) for p in paths]
+    plain = build_crops(samples, detector_config, spec, tmp_path / "cache", mine_negatives=False)
+    framed = build_crops(samples, detector_config, spec, tmp_path / "cache", mine_negatives=False,
+                         detect_precropped=("realworld-photos",))
+    assert set(plain.how) == {"precropped"}
+    assert "reframed" in framed.how
+    detector = build_detector(detector_config)
+    for i, sample in enumerate(samples):
+        image = read_image(str(sample.path))
+        annotated = whole_image_box(image.shape, 0.2)
+        if framed.how[i] == "reframed":
+            box = max((d.box for d in detector.detect(image) if iou(d.box, annotated) >= 0.3),
+                      key=lambda b: iou(b, annotated))
+        else:
+            box = annotated
+        assert np.array_equal(framed.crops[i], crop_face(image, box, spec)), sample.path
 
 
 def test_a_small_training_run_writes_model_metadata_and_report(tiny_training: Path):
