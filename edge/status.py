@@ -112,6 +112,7 @@ class GateStatus:
         timer = runtime.timer
         with self._lock:
             self._last_frame = now
+            self.frames.update(total=timer.frames, inferred=timer.inferred_frames, faces=timer.faces)
             for stage, total in timer.seconds.items():
                 spent = total - self._previous_seconds.get(stage, 0.0)
                 # A stage skipped this frame (no detection on in-between frames) is no sample.
@@ -130,7 +131,6 @@ class GateStatus:
             self.frames["stage_ms"] = {s: round(1000.0 * (v - seconds[s]) / done, 2) if done else 0.0
                                        for s, v in timer.seconds.items()}
         self._window = (now, timer.frames, dict(timer.seconds))
-        self.frames.update(total=timer.frames, inferred=timer.inferred_frames, faces=timer.faces)
         self._refresh_model(runtime)
         self._refresh_camera(runtime)
 
