@@ -172,18 +172,25 @@ def test_metrics_are_prometheus_text_with_counts_frames_stages_and_health(gate):
     assert samples[("maskipy_stage_seconds_bucket", (("le", "+Inf"), ("stage", "classify")))] > 0
     assert samples[("maskipy_camera_reopens_total", ())] == 0
     assert samples[("maskipy_model_reloads_total", ())] == 0
-    assert samples[("maskipy_mqtt_dropped_events_total", ())] == 0
     assert samples[("maskipy_healthy", ())] == 1
     assert samples[("process_resident_memory_bytes", ())] > 10e6
     info = next(k for k in samples if k[0] == "maskipy_model_info")
     assert ("sha256", runtime.bundle.sha256) in info[1]
 
 
-def test_two_gates_in_one_process_keep_separate_metrics(gate):
+def test_two_gates_in_one_process_keep_separate_metrics_and_read_their_mqtt_drops(gate):
+    from maskipy.edge.outputs import Output
+    from maskipy.edge.web import GateMetrics
+
+    class MqttPeer(Output):  # what /metrics reads of the MQTT output: its name and ``dropped``
+        name, dropped = "mqtt", 3
+
     first, second = gate(), gate()
-    page_of(first).metrics.mqtt_dropped_events.inc(3)
-    assert b"maskipy_mqtt_dropped_events_total 3.0" in get(page_of(first).server.url + "metrics")[2]
-    assert b"maskipy_mqtt_dropped_events_total 0.0" in get(page_of(second).server.url + "metrics")[2]
+    with_mqtt = GateMetrics(first.status, peers=[MqttPeer()])
+    assert b"maskipy_mqtt_dropped_events_total 3.0" in with_mqtt.render()[0]
+    assert b"maskipy_mqtt_dropped_events" not in get(page_of(first).server.url + "metrics")[2]
+    frames = [f"maskipy_frames_total {n}.0".encode() for n in (10, 10)]
+    assert frames[0] in with_mqtt.render()[0] and frames[1] in get(page_of(second).server.url + "metrics")[2]
 
 
 def test_the_page_is_self_contained_and_unknown_paths_are_404(gate):

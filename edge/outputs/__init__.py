@@ -61,7 +61,7 @@ def build_outputs(config: EdgeConfig, pin_factory: Any = None,
         if config.http.enabled and status is not None:
             from .web import StatusPageOutput
 
-            built.append(StatusPageOutput(config.http, status))
+            built.append(StatusPageOutput(config.http, status, peers=list(built)))
     except Exception as exc:
         close_outputs(built)
         if not _is_gpio_error(exc):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -17,7 +17,8 @@ class StatusPageOutput(Output):
 
     Starts the server when built and stops it at ``close()``. Per counted person it updates the
     status (a dict under a lock); per frame it offers the frame to the preview, which costs nothing
-    while nobody watches. The runtime calls ``status.update_frame`` for speed and health::
+    while nobody watches. ``peers``, the other outputs, add their own numbers to /metrics (the MQTT
+    output's dropped events). The runtime calls ``status.update_frame`` for speed and health::
 
         page = StatusPageOutput(config.http, GateStatus(config.classifier.labels))
         print(page.server.url)
@@ -25,11 +26,11 @@ class StatusPageOutput(Output):
 
     name = "http"
 
-    def __init__(self, http: HttpConfig, status: GateStatus) -> None:
+    def __init__(self, http: HttpConfig, status: GateStatus, peers: Iterable[Output] = ()) -> None:
         from ..web import GateMetrics, PreviewFeed, StatusServer
 
         self.status = status
-        self.metrics = GateMetrics(status)
+        self.metrics = GateMetrics(status, peers=tuple(peers))
         self.preview = PreviewFeed(http.preview_fps, http.preview_width) if http.preview else None
         try:
             self.server = StatusServer(http, status, self.metrics, self.preview).start()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..status import GateStatus
 
 
 class StatusCollector:
-    """Turns one ``GateStatus.snapshot()`` into metric families on each scrape (nothing runs per frame)."""
+    """Turns one ``GateStatus.snapshot()`` into metric families on each scrape (nothing runs per frame).
 
-    def __init__(self, status: GateStatus) -> None:
-        self.status = status
+    ``peers`` are the gate's other outputs: the MQTT one's ``dropped`` (events its full on-disk
+    queue dropped) is read from it here, so the MQTT output needs no reference to the metrics.
+    """
+
+    def __init__(self, status: GateStatus, peers: Sequence[Any] = ()) -> None:
+        self.status, self.peers = status, tuple(peers)
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import (
@@ -58,26 +62,28 @@ class StatusCollector:
             info = InfoMetricFamily("maskipy_model", "The model bundle in use")
             info.add_metric([], {"sha256": model["sha256"], "created_at": str(model["created_at"] or "")})
             yield info
+        for peer in self.peers:
+            if peer.name == "mqtt" and hasattr(peer, "dropped"):
+                yield CounterMetricFamily("maskipy_mqtt_dropped_events", "MQTT events dropped because "
+                                          "the on-disk queue was full", value=peer.dropped)
 
 
 class GateMetrics:
     """A private CollectorRegistry (tests build several; nothing global) with the gate's metrics.
 
-    ``mqtt_dropped_events`` is a plain Counter for the MQTT output to ``inc()`` when its queue drops
-    events; process metrics (RSS, CPU) come from prometheus-client's ProcessCollector::
+    Everything is read at scrape time from the status and the peer outputs; process metrics (RSS,
+    CPU) come from prometheus-client's ProcessCollector::
 
-        metrics = GateMetrics(status)
+        metrics = GateMetrics(status, peers=outputs)
         body, content_type = metrics.render()
     """
 
-    def __init__(self, status: GateStatus) -> None:
-        from prometheus_client import CollectorRegistry, Counter, ProcessCollector
+    def __init__(self, status: GateStatus, peers: Sequence[Any] = ()) -> None:
+        from prometheus_client import CollectorRegistry, ProcessCollector
 
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
-        self.registry.register(StatusCollector(status))
-        self.mqtt_dropped_events = Counter("maskipy_mqtt_dropped_events", "MQTT events dropped because the "
-                                           "on-disk queue was full", registry=self.registry)
+        self.registry.register(StatusCollector(status, peers))
 
     def render(self) -> tuple[bytes, str]:
         """The /metrics body in Prometheus text format and its content type."""
