@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -250,16 +251,18 @@ def read_events(path: Path, tail_bytes: int = 1_000_000) -> list[dict[str, Any]]
     """The count log's events (its last ``tail_bytes`` at most), skipping lines that do not parse."""
     try:
         with open(path, "rb") as handle:
-            size = handle.seek(0, 2)
-            handle.seek(max(0, size - tail_bytes))
+            start = max(0, handle.seek(0, os.SEEK_END) - tail_bytes)
+            handle.seek(start)
             lines = handle.read().decode("utf-8", "replace").splitlines()
     except FileNotFoundError:
         return []
     except OSError as exc:
         log.warning("status: cannot read %s: %s", path, exc)
         return []
+    if start > 0:
+        lines = lines[1:]  # cut in the middle
     events = []
-    for line in lines[1:] if len(lines) and size > tail_bytes else lines:
+    for line in lines:
         try:
             event = json.loads(line)
             events.append({**event, "time": float(event["time"]), "label": str(event["label"])})

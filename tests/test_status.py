@@ -131,6 +131,17 @@ def test_restore_reads_todays_totals_and_hours_back_from_the_count_log(tmp_path)
     assert sum(snap["per_hour"]["unmasked"]) == 2 and len(snap["recent"]) == 3
 
 
+def test_only_the_tail_of_a_long_event_log_is_read_and_its_cut_line_skipped(tmp_path):
+    from maskipy.edge.status import read_events
+
+    path = tmp_path / "events.jsonl"
+    lines = [json.dumps(event("unmasked", 1e9 + i, track=i).to_dict()) for i in range(100)]
+    path.write_text("\n".join(lines) + "\n{not json\n")
+    tail = read_events(path, tail_bytes=len(lines[-1]) * 3)
+    assert [e["track"] for e in tail] == [98, 99]  # line 97 was cut, the broken line skipped
+    assert len(read_events(path)) == 100 and read_events(tmp_path / "none.jsonl") == []
+
+
 def test_a_real_run_fills_frames_stages_model_and_camera(gate, default_bundle):
     runtime = gate()
     snap = runtime.status.snapshot()
