@@ -68,9 +68,9 @@ class GateStatus:
     """
 
     def __init__(self, labels: Iterable[str], *, recent: int = 20, stages: Iterable[str] = (),
-                 clock: Callable[[], float] = time.monotonic,
+                 window: float = WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time) -> None:
-        self.labels = tuple(labels)
+        self.labels, self.window = tuple(labels), window
         self.gate = socket.gethostname()
         self._clock, self._wall_clock = clock, wall_clock
         self._lock = threading.Lock()
@@ -120,7 +120,7 @@ class GateStatus:
                 if spent > 0 and stage in self.histogram.counts:
                     self.histogram.observe(stage, spent)
                     self._previous_seconds[stage] = total
-            if self._window is None or now - self._window[0] >= WINDOW_SECONDS:
+            if self._window is None or now - self._window[0] >= self.window:
                 self._refresh(runtime, now)
 
     def _refresh(self, runtime: EdgeRuntime, now: float) -> None:

@@ -22,6 +22,7 @@ from maskipy.edge.config import HttpConfig, load_edge_config
 from maskipy.edge.errors import ConfigError, OutputError
 from maskipy.edge.runtime import STAGES, EdgeRuntime
 from maskipy.edge.sdnotify import SystemdNotifier
+from maskipy.edge.sources.replay import ReplaySource
 from maskipy.edge.status import GateStatus, local_day
 from maskipy.edge.tracking import CountEvent, Track
 
@@ -153,6 +154,29 @@ def test_a_real_run_fills_frames_stages_model_and_camera(gate, default_bundle):
     histograms = runtime.status.stage_histograms()
     assert set(histograms) == set(STAGES)
     assert histograms["detect"][0][-1] == ("+Inf", 10) and histograms["detect"][1] > 0
+
+
+def test_camera_reopens_and_model_reloads_reach_the_status(tmp_path, default_bundle, scene_frames):
+    sources = iter([ReplaySource([scene_frames[0]] * 3 + [None] * 10_000, name="cam"),  # then stalls
+                    ReplaySource([scene_frames[1]] * 50, name="cam")])
+    config = make_config(tmp_path, extra="[camera]\nstall_seconds = 0.5\n")
+    runtime = EdgeRuntime(config, model=default_bundle, notifier=SystemdNotifier(""),
+                          source_opener=lambda: next(sources))
+    runtime.status.window = 0.0  # refresh health on every frame, not every 2 s
+    try:
+        runtime.reload_model()
+        while runtime.timer.frames < 6:  # the loop of run(), without its close
+            frame = runtime.capture()
+            if frame is not None:
+                runtime.process(frame)
+        snap = runtime.status.snapshot()
+        metrics = page_of(runtime).metrics.render()[0]
+    finally:
+        runtime.close()
+    assert snap["camera"]["reopens_total"] == 1 and snap["camera"]["reopens_last_minute"] == 1
+    assert snap["health"] == "reopening" and snap["model"]["reloads"] == 1
+    assert b"maskipy_camera_reopens_total 1.0" in metrics and b"maskipy_model_reloads_total 1.0" in metrics
+    assert b"maskipy_healthy 0.0" in metrics
 
 
 # The server --------------------------------------------------------------------------------------
