@@ -177,12 +177,15 @@ class GateStatus:
             self._roll_day(wall)
             age = None if self._last_frame is None else round(now - self._last_frame, 2)
             camera = {**self.camera, "last_frame_age_s": age}
+            frames = {**self.frames, "stage_ms": dict(self.frames["stage_ms"])}
+            if age is not None and age > 2 * self.window:
+                frames["fps"] = 0.0  # the loop stopped: the last window's rate is history
             return {"gate": self.gate, "time": wall, "date": self.day, "labels": list(self.labels),
                     "today": dict(self.today), "today_total": sum(self.today.values()),
                     "per_hour": {k: list(v) for k, v in self.per_hour.items()},
                     "session_counts": dict(self.session_counts), "recent": list(self.recent),
                     "model": dict(self.model), "detector": dict(self.detector),
-                    "frames": {**self.frames, "stage_ms": dict(self.frames["stage_ms"])},
+                    "frames": frames,
                     "camera": camera, "health": health(camera),
                     "uptime_s": round(now - self._started, 1)}
 

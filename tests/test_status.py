@@ -179,6 +179,28 @@ def test_camera_reopens_and_model_reloads_reach_the_status(tmp_path, default_bun
     assert b"maskipy_healthy 0.0" in metrics
 
 
+def test_frames_per_second_and_stage_times_are_windowed_and_read_zero_once_frames_stop(
+        tmp_path, default_bundle, scenes_dir):
+    config = make_config(tmp_path, extra="[camera]\nloop = yes\n")
+    runtime = EdgeRuntime(config, source=str(scenes_dir), model=default_bundle, notifier=SystemdNotifier(""))
+    runtime.status.window = 0.3
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 1.0:
+            frame = runtime.capture()
+            if frame is not None:
+                runtime.process(frame)
+        running = runtime.status.snapshot()
+        time.sleep(0.7)
+        stopped = runtime.status.snapshot()
+    finally:
+        runtime.close()
+    fps = runtime.timer.frames / 1.0
+    assert 0.3 * fps < running["frames"]["fps"] < 3 * fps
+    assert running["frames"]["stage_ms"]["detect"] > 0 and running["frames"]["stage_ms"]["classify"] > 0
+    assert stopped["frames"]["fps"] == 0.0 and stopped["health"] == "ok"  # paused, not yet stalled
+
+
 # The server --------------------------------------------------------------------------------------
 
 
