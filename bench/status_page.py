@@ -190,11 +190,13 @@ def run_variant(name: str, ini: str, video: Path, model: Path) -> dict[str, Any]
     return {"variant": name, **result}
 
 
-def run_benchmark(rounds: int, also: str = "", model: str | None = None) -> dict[str, Any]:
+def run_benchmark(rounds: int, also: str = "", model: str | None = None, frames_per_scene: int = 100,
+                  work: Path = SCRATCH) -> dict[str, Any]:
+    """``rounds`` runs of each variant on a 3-scene video, the order rotated each round; numbers and goals."""
     bundle, origin = resolve_bundle(model)
     from maskipy.edge.bundle import load_bundle
 
-    video = make_video(SCRATCH / "status-page-video.avi")
+    video = make_video(work / f"status-page-video-{frames_per_scene}.avi", frames_per_scene=frames_per_scene)
     variants = {name: ini + (also if name != "off" else "") for name, ini in VARIANTS.items()}
     names = list(variants)
     runs = []
