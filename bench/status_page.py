@@ -193,6 +193,7 @@ def run_variant(name: str, ini: str, video: Path, model: Path) -> dict[str, Any]
 def run_benchmark(rounds: int, also: str = "", model: str | None = None, frames_per_scene: int = 100,
                   work: Path = SCRATCH) -> dict[str, Any]:
     """``rounds`` runs of each variant on a 3-scene video, the order rotated each round; numbers and goals."""
+    commit, load_before = git_commit(), os.getloadavg()
     bundle, origin = resolve_bundle(model)
     from maskipy.edge.bundle import load_bundle
 
@@ -220,7 +221,9 @@ def run_benchmark(rounds: int, also: str = "", model: str | None = None, frames_
         variant["cpu_ratio_to_off"] = round(base["cpu_ms_per_frame_median"]
                                             / variant["cpu_ms_per_frame_median"], 4)
     page = summary["page"]
-    return {"benchmark": "status_page", "machine": machine_info(), "commit": git_commit(),
+    return {"benchmark": "status_page", "machine": machine_info(), "commit": commit,
+            # Other processes' load moves wall-clock frames/s run to run; CPU per frame much less.
+            "load_average": {"before": load_before, "after": os.getloadavg()},
             "model": str(bundle), "model_origin": origin, "model_sha256": load_bundle(bundle).sha256,
             "video": {"path": str(video), "frames": runs[0]["frames"], "size": "640x480", "codec": "MJPG"},
             "clients": {"status_json_every_s": STATUS_POLL_S, "metrics_every_s": METRICS_POLL_S},
