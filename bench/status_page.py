@@ -92,7 +92,9 @@ class FrameClock:
         """Counts are not timed separately."""
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Closed first (outputs close in reverse): let the clients stop before the server does."""
+        print("END", flush=True)
+        sys.stdin.readline()
 
 
 def run_child(variant_ini: str, video: Path, model: Path) -> dict[str, Any]:
@@ -181,9 +183,13 @@ def run_variant(name: str, ini: str, video: Path, model: Path) -> dict[str, Any]
     time.sleep(0.5 if clients else 0.0)  # the stream is open before the first frame
     child.stdin.write("go\n")
     child.stdin.flush()
-    result = json.loads(child.stdout.readline())
+    assert child.stdout.readline().strip() == "END"
     if clients:
         clients.close()
+    child.stdin.write("stopped\n")
+    child.stdin.flush()
+    result = json.loads(child.stdout.readline())
+    if clients:
         result.update(page_requests=clients.requests, page_errors=clients.errors,
                       stream_kib=round(clients.stream_bytes / 1024))
     child.wait(timeout=60)
