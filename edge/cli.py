@@ -13,7 +13,7 @@ import numpy as np
 
 from . import swap
 from .config import EdgeConfig, example_config, load_edge_config
-from .errors import CameraError, MaskipyError, OutputError, report_error
+from .errors import CameraError, MaskipyError, OutputError, report_error, stderr_is_journal
 from .swap import PID_FILE  # the bundle manager reads it to send SIGHUP after installing a model
 
 log = logging.getLogger(__name__)
@@ -183,9 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class JournalFormatter(logging.Formatter):
+    """Starts every line with its syslog priority (``<4>`` warning, ``<3>`` error), which journald reads."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = (3 if record.levelno >= logging.ERROR else 4 if record.levelno >= logging.WARNING
+                    else 6 if record.levelno >= logging.INFO else 7)
+        # A traceback is several lines, and journald reads each line as its own entry.
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
+
+
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(JournalFormatter(fmt) if stderr_is_journal() else logging.Formatter(fmt))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import ipaddress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,26 @@ class PreviewConfig:
     annotate_video: Path | None = setting(None, "write an annotated .mp4/.avi here (empty: don't)")
 
 
+@dataclass(frozen=True)
+class HttpConfig:
+    """The status page, /status.json and /metrics, served by maskipy-edge run (off by default)."""
+
+    enabled: bool = setting(False, "serve the status page while the gate runs")
+    bind: str = setting("127.0.0.1", "address to listen on; any address but a loopback one needs a "
+                        "password (0.0.0.0: every network)")
+    port: int = setting(8080, "TCP port (0: any free port, logged at start)", low=0, high=65535)
+    password: str = setting("", "password for HTTP Basic (any user name) or a Bearer token; "
+                            "required unless bind is a loopback address")
+    preview: bool = setting(False, "serve a live annotated preview (/stream.mjpg, /snapshot.jpg) for "
+                            "aiming the camera; it shows faces, so it is a separate opt-in; never recorded")
+    preview_fps: float = setting(5.0, "most preview frames per second, encoded only while someone watches",
+                                 low=0.2, high=30)
+    preview_width: int = setting(640, "preview frames are scaled down to at most this width",
+                                 low=160, high=1920)
+    recent: int = setting(20, "counted people listed on the page (time, class, confidence; no image)",
+                          low=1, high=500)
+
+
 EDGE_SCHEMA: dict[str, type] = {
     "camera": CameraConfig,
     "detector": DetectorConfig,
@@ -161,6 +182,7 @@ EDGE_SCHEMA: dict[str, type] = {
     "outputs": OutputsConfig,
     "counts": CountsConfig,
     "preview": PreviewConfig,
+    "http": HttpConfig,
 }
 
 
@@ -175,6 +197,7 @@ class EdgeConfig:
     outputs: OutputsConfig
     counts: CountsConfig
     preview: PreviewConfig
+    http: HttpConfig = field(default_factory=HttpConfig)
     path: str | None = None
 
     def replace(self, section: str, **changes: Any) -> EdgeConfig:
@@ -206,6 +229,24 @@ def verify_config(config: EdgeConfig) -> None:
             raise ConfigError(f"{where} [outputs] {name}_pin = {pin}: already used by "
                               f"{seen[pin]}_pin; give each device its own BCM pin")
         seen[pin] = name
+    verify_http(config.http, where)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only reaches this machine (127.0.0.0/8, ::1 or localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip()).is_loopback
+    except ValueError:
+        return False
+
+
+def verify_http(http: HttpConfig, where: str) -> None:
+    """The page shows who passed the gate: on a network address it must ask for a password."""
+    if http.enabled and not http.password and not is_loopback(http.bind):
+        raise ConfigError(f"{where} [http] bind = {http.bind}: reachable from the network but [http] "
+                          f"password is empty; set password = SOME-SECRET, or bind = 127.0.0.1")
 
 
 def load_edge_config(path: str | Path | None = None) -> EdgeConfig:

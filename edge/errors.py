@@ -29,6 +29,19 @@ class DeployError(MaskipyError, RuntimeError):
     """Copying, validating or swapping a bundle on a remote host failed."""
 
 
+def stderr_is_journal() -> bool:
+    """Whether stderr is systemd's journal stream ($JOURNAL_STREAM names its device:inode)."""
+    import os
+    import sys
+
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        stat = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return expected == f"{stat.st_dev}:{stat.st_ino}"
+
+
 def report_error(prog: str, exc: BaseException, hint: str = "") -> int:
     """Print ``prog: error: ...`` (the traceback too when DEBUG is set) and return exit code 1.
 
@@ -40,5 +53,6 @@ def report_error(prog: str, exc: BaseException, hint: str = "") -> int:
 
     if os.environ.get("DEBUG", "") not in ("", "0"):
         traceback.print_exception(exc)
-    print(f"{prog}: error: {exc}{hint}", file=sys.stderr)
+    # <3>: journald files the line as an error, so `journalctl -p err` shows it.
+    print(f"{'<3>' if stderr_is_journal() else ''}{prog}: error: {exc}{hint}", file=sys.stderr)
     return 1

@@ -23,6 +23,7 @@ from .outputs import Output, build_outputs, close_outputs
 from .preprocess import Box, crop_face
 from .sdnotify import SystemdNotifier
 from .sources import FrameSource, open_source
+from .status import build_status
 from .swap import current_bundle_dir
 from .tracking import CountEvent, Observation, Tracker
 from .watchdog import Heartbeat, SourceWatchdog, heartbeat_path
@@ -120,8 +121,9 @@ class EdgeRuntime:
         self.watchdog: SourceWatchdog | None = None
         self.detector = build_detector(config.detector)
         self.bundle, self.classifier = self.load_model()
+        self.status = build_status(config, STAGES)  # what the [http] status page shows; None when off
         try:
-            self.outputs = build_outputs(config, pin_factory)
+            self.outputs = build_outputs(config, pin_factory, status=self.status)
             opener = source_opener or (lambda: open_source(self.source_spec, config.camera))
             self.watchdog = SourceWatchdog(
                 opener, stall_seconds=config.camera.stall_seconds,
@@ -187,6 +189,8 @@ class EdgeRuntime:
             else:
                 events = self.tracker.update(observations, now, self._wall_clock())
             self._emit(frame, events)
+        if self.status is not None:
+            self.status.update_frame(self)
         return events
 
     def observe(self, frame: np.ndarray) -> list[Observation]:

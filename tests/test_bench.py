@@ -97,6 +97,24 @@ def test_memory_startup_measures_a_real_edge_process(tmp_path, tiny_models, scen
     assert {"peak_rss_mb", "first_decision_s", "bars"} <= set(data)
 
 
+def test_status_page_compares_gates_with_the_page_off_on_and_watched(tmp_path, shared_data):
+    import status_page
+    from bench_common import write_json
+
+    from maskipy.edge.bundle import DEFAULT_BUNDLE, load_bundle
+
+    result = status_page.run_benchmark(1, frames_per_scene=15, work=tmp_path)
+    data = read(write_json(tmp_path / "page.json", result))
+    runs = {run["variant"]: run for run in data["runs"]}
+    assert set(runs) == {"off", "page", "page+preview"} and all(r["frames"] == 45 for r in runs.values())
+    assert runs["page"]["page_requests"] >= 1 and runs["page"]["page_errors"] == 0
+    assert runs["page+preview"]["preview_frames_encoded"] >= 1 and runs["page+preview"]["stream_kib"] > 0
+    assert runs["off"]["preview_frames_encoded"] == 0 and "page_requests" not in runs["off"]
+    assert data["model_sha256"] == load_bundle(DEFAULT_BUNDLE).sha256 and len(data["commit"]) >= 40
+    assert data["summary"]["page"]["fps_ratio_to_off"] > 0 and data["summary"]["page"]["peak_rss_mb"] > 50
+    assert {"fps_ratio_ok", "cpu_ratio_ok", "rss_ok"} <= set(data["goals"])
+
+
 def test_detector_recall_counts_boxes_before_and_after_the_not_face_check(tmp_path, tiny_bundle,
                                                                           shared_data):
     import detector_recall
