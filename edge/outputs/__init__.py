@@ -32,7 +32,7 @@ def build_gpio_outputs(config: EdgeConfig, pin_factory: Any = None) -> list[Outp
 
 
 def build_outputs(config: EdgeConfig, pin_factory: Any = None) -> list[Output]:
-    """The outputs named by ``[outputs] devices`` and ``[preview]``, in that order.
+    """The outputs named by ``[outputs] devices``, ``[mqtt]`` and ``[preview]``, in that order.
 
     ``pin_factory`` goes to every gpiozero device (None: gpiozero's default, which honours
     ``GPIOZERO_PIN_FACTORY``). If one output cannot be built, those already built are closed.
@@ -49,6 +49,13 @@ def build_outputs(config: EdgeConfig, pin_factory: Any = None) -> list[Output]:
             built.append(CountLog(c.state_dir, labels=config.classifier.labels,
                                   flush_seconds=c.flush_seconds, rotate_bytes=c.rotate_bytes,
                                   keep_files=c.keep_files))
+        if config.mqtt.enabled:
+            from .mqtt import MqttOutput
+
+            built.append(MqttOutput(config.mqtt, state_dir=config.counts.state_dir,
+                                    labels=config.classifier.labels,
+                                    alert_classes=config.outputs.alert_classes,
+                                    hold_seconds=config.outputs.hold_seconds))
         if "null" in config.outputs.devices:
             built.append(NullOutput())
         p = config.preview
