@@ -36,7 +36,7 @@ class Mosquitto:
         self.workdir, self.port = Path(workdir), free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen[bytes] | None = None
-        lines = [f"listener {self.port} 127.0.0.1", f"persistence true",
+        lines = [f"listener {self.port} 127.0.0.1", "persistence true",
                  f"persistence_location {self.workdir}/", "autosave_interval 1",
                  f"log_dest file {self.workdir / 'mosquitto.log'}", "log_type all", "user root" if _root()
                  else "", "max_queued_messages 0", f"pid_file {self.workdir / 'mosquitto.pid'}"]

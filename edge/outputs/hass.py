@@ -80,9 +80,10 @@ class GateTopics:
         configs: dict[str, dict[str, object]] = {}
         for label in labels:
             configs[self._config_topic("sensor", label)] = {
-                **common, "name": label.replace("_", " ").capitalize(), "unique_id": f"maskipy_{self.id}_{label}",
-                "state_topic": self.total(label), "state_class": "total_increasing",
-                "unit_of_measurement": "people", "icon": "mdi:account-multiple"}
+                **common, "name": label.replace("_", " ").capitalize(),
+                "unique_id": f"maskipy_{self.id}_{label}", "state_topic": self.total(label),
+                "state_class": "total_increasing", "unit_of_measurement": "people",
+                "icon": "mdi:account-multiple"}
         configs[self._config_topic("binary_sensor", "alert")] = {
             **common, "name": "Alert", "unique_id": f"maskipy_{self.id}_alert", "state_topic": self.alert,
             "payload_on": "ON", "payload_off": "OFF", "device_class": "problem"}

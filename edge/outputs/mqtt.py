@@ -207,13 +207,15 @@ class MqttSender:
     def _shutdown(self) -> None:
         try:
             if self.connected:
-                self.client.publish(self.topics.availability, OFFLINE, qos=1, retain=True).wait_for_publish(1.0)
+                goodbye = self.client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
+                goodbye.wait_for_publish(1.0)
             self.client.disconnect()
             self.client.loop_stop()
         finally:
             self.spool.close()
-        if len(self.inflight):
-            log.info("MQTT: %d events not yet acknowledged stay queued for the next start", len(self.inflight))
+        if self.inflight:
+            log.info("MQTT: %d events not yet acknowledged stay queued for the next start",
+                     len(self.inflight))
 
 
 class MqttOutput(Output):
