@@ -267,3 +267,15 @@ def test_mqtt_config_is_checked_and_builds_the_output(tmp_path: Path) -> None:
         ini.write_text(f"[mqtt]\nenabled = yes\n{body}\n")
         with pytest.raises(ConfigError, match=message):
             load_edge_config(ini)
+
+
+def test_the_outage_bench_writes_its_json(tmp_path: Path) -> None:
+    import mqtt_outage
+
+    out = tmp_path / "mqtt_outage.json"
+    code = mqtt_outage.main(["--before", "0.5", "--outage", "1.5", "--after", "0.5", "--rate", "10",
+                             "--fps-rounds", "0", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert code == 0 and data["outage"]["lost"] == 0 and data["outage"]["duplicates"] == 0
+    assert data["outage"]["sent_during_outage"] > 0 and data["outage"]["in_order"]
+    assert len(data["model_sha256"]) == 64 and data["commit"] and data["command"].startswith("python bench/")
