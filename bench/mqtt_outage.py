@@ -50,7 +50,9 @@ def outage_run(work: Path, *, before: float, outage: float, after: float, rate: 
     recorder = Recorder(broker.port, topics=(f"maskipy/{GATE}/event",)).start()
     output = MqttOutput(MqttConfig(enabled=True, host="127.0.0.1", port=broker.port, gate=GATE),
                         state_dir=work / "state", labels=LABELS, alert_classes=("unmasked",))
+    call_us = frame_call_cost(output)
     sent: list[tuple[str, float, str]] = []  # id, count time, phase
+    on_count_us: list[float] = []
     start = time.monotonic()
     stopped_at = restarted_at = None
     number = 0
@@ -63,7 +65,9 @@ def outage_run(work: Path, *, before: float, outage: float, after: float, rate: 
             restarted_at = time.time()
         phase = "before" if stopped_at is None else "outage" if restarted_at is None else "after"
         event = CountEvent(time.time(), number, LABELS[number % 3], 0.9, (0, 0, 10, 10))
+        called = time.perf_counter()
         output.on_count(event)
+        on_count_us.append(1e6 * (time.perf_counter() - called))
         sent.append((event.id, event.time, phase))
         number += 1
         time.sleep(max(0.0, start + number / rate - time.monotonic()))
@@ -74,7 +78,26 @@ def outage_run(work: Path, *, before: float, outage: float, after: float, rate: 
     received = recorder.on(topic)
     recorder.stop()
     broker.stop()
-    return tally(sent, received, restarted_at or time.time())
+    result = tally(sent, received, restarted_at or time.time())
+    result["on_frame_us"] = call_us
+    result["on_count_us"] = summarize(on_count_us)
+    return result
+
+
+def frame_call_cost(output: MqttOutput, calls: int = 2000) -> dict[str, float | int]:
+    """Microseconds per on_frame call with two tracks at the gate (what the frame loop pays)."""
+    from collections import deque
+
+    from maskipy.edge.tracking import Track
+
+    tracks = [Track(1, (0, 0, 10, 10), 0.0, 0.0, deque(), label="unmasked"),
+              Track(2, (20, 0, 30, 10), 0.0, 0.0, deque(), label="properly_masked")]
+    samples = []
+    for index in range(calls):
+        called = time.perf_counter()
+        output.on_frame(tracks if index % 50 < 25 else [], None)  # type: ignore[arg-type]
+        samples.append(1e6 * (time.perf_counter() - called))
+    return summarize(samples)
 
 
 def tally(sent: list[tuple[str, float, str]], received: list[Any], restarted_at: float) -> dict[str, Any]:
@@ -82,10 +105,14 @@ def tally(sent: list[tuple[str, float, str]], received: list[Any], restarted_at:
     arrival = {}
     for message, ident in zip(received, ids, strict=True):
         arrival.setdefault(ident, message.at)
+    # Events counted after the broker came back but before the gate reconnected wait like outage ones.
+    reconnected = min((arrival[i] for i, _, p in sent if p != "before" and i in arrival),
+                      default=restarted_at)
+    sent = [(i, t, "reconnecting" if p == "after" and t < reconnected else p) for i, t, p in sent]
     sent_ids = [ident for ident, _, _ in sent]
     first_seen = list(dict.fromkeys(ids))
     latency = {phase: [1000.0 * (arrival[i] - t) for i, t, p in sent if p == phase and i in arrival]
-               for phase in ("before", "outage", "after")}
+               for phase in ("before", "outage", "reconnecting", "after")}
     outage_ids = [i for i, _, p in sent if p == "outage" and i in arrival]
     return {
         "sent": len(sent), "received": len(ids), "lost": len(set(sent_ids) - set(ids)),
@@ -94,6 +121,7 @@ def tally(sent: list[tuple[str, float, str]], received: list[Any], restarted_at:
         "sent_during_outage": sum(p == "outage" for _, _, p in sent),
         "latency_ms": {phase: summarize(values) for phase, values in latency.items()},
         "max_latency_ms_connected": round(max(latency["before"] + latency["after"], default=0.0), 1),
+        "reconnected_after_restart_s": round(reconnected - restarted_at, 2),
         "outage_backlog_delivered_s": round(max((arrival[i] for i in outage_ids), default=restarted_at)
                                             - restarted_at, 2),
     }
@@ -159,6 +187,8 @@ def print_report(result: dict[str, Any]) -> None:
                          o["outage_backlog_delivered_s"]]]))
     rows = [[phase, s["n"], s["median"], s["p90"]] for phase, s in o["latency_ms"].items()]
     print(format_table(["count -> arrival (ms)", "n", "median", "p90"], rows))
+    print(f"gate reconnected {o['reconnected_after_restart_s']} s after the broker restart; "
+          f"on_frame {o['on_frame_us']['median']} us, on_count {o['on_count_us']['median']} us (median)")
     if "frame_loop" in result:
         f = result["frame_loop"]
         print(f"frame loop: {f['median_fps_off']} fps without MQTT, {f['median_fps_on']} with "

@@ -158,7 +158,9 @@ class MqttConfig:
     tls_insecure: bool = setting(False, "skip the broker host name check (testing only)")
     keepalive: int = setting(60, "seconds between pings; the broker marks the gate offline after 1.5x",
                              low=5, high=3600)
-    reconnect_max_seconds: float = setting(5.0, "longest wait between reconnect attempts", low=1, high=600)
+    reconnect_max_seconds: float = setting(2.0, "longest wait between reconnect attempts (a "
+                                           "broker back after an outage is found within this)", low=1,
+                                           high=600)
     discovery: bool = setting(True, "announce the gate's sensors to Home Assistant")
     discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery topic prefix")
     fps_seconds: float = setting(10.0, "publish frames/s this often", low=1, high=3600)
