@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import sys
 import textwrap
@@ -174,6 +175,33 @@ def test_every_event_arrives_once_and_in_order_across_a_broker_outage(
     ids = [json.loads(m.payload)["id"] for m in recorder.on(EVENTS)]
     assert len(ids) == len(set(ids)), "no duplicates"
     assert ids == sent, f"lost: {len(set(sent) - set(ids))}, received {len(received)}"
+
+
+def test_events_in_flight_when_the_broker_dies_are_resent_before_newer_ones(
+        broker: Mosquitto, recorder: Recorder, tmp_path: Path) -> None:
+    output = make_output(broker.port, tmp_path / "state", reconnect_max_seconds=1.0)
+    events = [person(n) for n in range(40)]
+    for event in events[:10]:
+        output.on_count(event)
+    recorder.wait_for(EVENTS, 10, timeout=10)
+    time.sleep(1.5)  # the broker's autosave keeps the recorder's session
+    broker.process.send_signal(signal.SIGSTOP)  # a hung broker: events go out, no PUBACK comes back
+    for event in events[10:20]:
+        output.on_count(event)
+    deadline = time.monotonic() + 5
+    while len(output.sender.inflight) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(output.sender.inflight) == 10, "sent and waiting for their acknowledgement"
+    broker.process.kill()
+    broker.process.wait()
+    broker.start()
+    for event in events[20:]:  # counted while the gate reconnects and paho resends the ten
+        output.on_count(event)
+        time.sleep(0.05)
+    recorder.wait_for(EVENTS, 40, timeout=20)
+    time.sleep(0.5)
+    output.close()
+    assert [json.loads(m.payload)["id"] for m in recorder.on(EVENTS)] == [e.id for e in events]
 
 
 def test_a_restarted_gate_sends_what_it_queued_while_the_broker_was_away(

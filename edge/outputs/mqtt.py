@@ -75,6 +75,7 @@ class MqttSender:
         self.inflight: dict[int, int] = {}  # paho mid -> spool seq
         self.handed = 0  # highest spool seq handed to paho
         self.connected = False
+        self.resending = False  # paho is resending what it held over a reconnect
         self.acked = 0
         self.totals = {label: spool.counter(f"total:{label}") for label in self.labels}
         self.state: dict[str, str] = {topics.alert: "OFF", topics.dropped: str(spool.dropped)}
@@ -146,6 +147,7 @@ class MqttSender:
         elif kind == "connected":
             log.info("%s:%d: MQTT connected as gate %s", self.config.host, self.config.port, self.topics.name)
             self.connected, self._failures = True, 0
+            self.resending = bool(self.inflight)
             self._publish_state(announce=True)
         elif kind == "disconnected":
             if self.connected:
@@ -192,7 +194,10 @@ class MqttSender:
     def _send_pending(self) -> None:
         # paho keeps what it was handed across reconnects and resends it in order; we add more only
         # while connected, so at most WINDOW events sit in memory.
-        if not self.connected or len(self.inflight) >= WINDOW:
+        self.resending = self.resending and bool(self.inflight)
+        # paho resends after its on_connect callback: a newer event published before that resend would
+        # overtake the older ones, so newer events wait until the resent ones are acknowledged.
+        if not self.connected or self.resending or len(self.inflight) >= WINDOW:
             return
         for seq, payload in self.spool.pending(self.handed, WINDOW - len(self.inflight)):
             info = self.client.publish(self.topics.event, payload, qos=1, retain=False)
