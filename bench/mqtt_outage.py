@@ -135,6 +135,7 @@ def frame_loop_fps(work: Path, *, frames: int, rounds: int) -> dict[str, Any]:
     broker.start()
     fps: dict[str, list[float]] = {"off": [], "on": []}
     cpu_ms: dict[str, list[float]] = {"off": [], "on": []}
+    counted: list[int] = []
     model_sha = ""
     try:
         for index in range(rounds):
@@ -148,7 +149,7 @@ def frame_loop_fps(work: Path, *, frames: int, rounds: int) -> dict[str, Any]:
                 runtime = EdgeRuntime(load_edge_config(ini))
                 model_sha = runtime.bundle.sha256
                 cpu = time.process_time()
-                runtime.run(max_frames=frames)
+                counted.append(sum(runtime.run(max_frames=frames).values()))
                 # CPU time of every thread of this process (the MQTT sender and paho's included): other
                 # programs on the machine change wall-clock frames/s far more than they change this.
                 cpu_ms[mode].append(1000.0 * (time.process_time() - cpu) / frames)
@@ -163,6 +164,7 @@ def frame_loop_fps(work: Path, *, frames: int, rounds: int) -> dict[str, Any]:
     return {"frames_per_run": frames, "rounds": rounds, "fps_off": [round(v, 2) for v in fps["off"]],
             "fps_on": [round(v, 2) for v in fps["on"]], "median_fps_off": round(off, 2),
             "median_fps_on": round(on, 2), "change_pct": round(100.0 * (on - off) / off, 1) if off else None,
+            "people_counted_per_run": counted,
             "cpu_ms_per_frame_off": [round(v, 1) for v in cpu_ms["off"]],
             "cpu_ms_per_frame_on": [round(v, 1) for v in cpu_ms["on"]],
             "median_cpu_ms_per_frame_off": round(cpu_off, 2), "median_cpu_ms_per_frame_on": round(cpu_on, 2),

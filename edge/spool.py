@@ -42,14 +42,16 @@ class Spool:
             raise OutputError(f"{self.path}: cannot open the MQTT spool ({exc}); set [counts] state_dir "
                               f"to a writable place, or delete a damaged spool file") from None
         self.dropped = self.counter("dropped")
+        self._count = self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
 
     def __len__(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        return self._count
 
     def append(self, payload: str, *, keep_after: int = 0) -> int:
         """Store one payload (uncommitted); drop the oldest past the bound; its sequence number."""
         seq = self.db.execute("INSERT INTO events (payload) VALUES (?)", (payload,)).lastrowid
-        excess = len(self) - self.max_events
+        self._count += 1
+        excess = self._count - self.max_events
         if excess > 0:
             self._drop_oldest(excess, keep_after)
         return int(seq)
@@ -59,6 +61,7 @@ class Spool:
         dropped = self.db.execute(
             "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?)",
             (keep_after, count)).rowcount
+        self._count -= dropped
         if dropped:
             self.dropped += dropped
             self.set_counter("dropped", self.dropped)
@@ -72,7 +75,8 @@ class Spool:
 
     def remove(self, seqs: Iterable[int]) -> None:
         """Forget acknowledged events (uncommitted)."""
-        self.db.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for seq in seqs])
+        removed = self.db.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for seq in seqs])
+        self._count -= max(0, removed.rowcount)
 
     def counter(self, name: str) -> int:
         row = self.db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
