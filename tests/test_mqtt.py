@@ -307,3 +307,30 @@ def test_the_outage_bench_writes_its_json(tmp_path: Path) -> None:
     assert code == 0 and data["outage"]["lost"] == 0 and data["outage"]["duplicates"] == 0
     assert data["outage"]["sent_during_outage"] > 0 and data["outage"]["in_order"]
     assert len(data["model_sha256"]) == 64 and data["commit"] and data["command"].startswith("python bench/")
+
+
+def test_check_reports_whether_the_broker_accepts_the_gate(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from maskipy.edge.cli import main
+    from maskipy.edge.errors import OutputError
+    from maskipy.edge.outputs.mqtt import probe_broker
+
+    server = Mosquitto(tmp_path / "broker", users={"gate": "s3cret"})
+    server.start()
+    try:
+        good = MqttConfig(enabled=True, host="127.0.0.1", port=server.port, gate=GATE, username="gate",
+                          password="s3cret")
+        assert probe_broker(good).startswith(f"127.0.0.1:{server.port} accepts gate {GATE}")
+        with pytest.raises(OutputError, match=r"refused .*check username and password"):
+            probe_broker(MqttConfig(enabled=True, host="127.0.0.1", port=server.port, username="gate",
+                                    password="wrong"))
+        ini = tmp_path / "config.ini"
+        ini.write_text(f"[counts]\nstate_dir = {tmp_path / 'state'}\n[mqtt]\nenabled = yes\n"
+                       f"host = 127.0.0.1\nport = {server.port}\ngate = {GATE}\nusername = gate\n"
+                       f"password = s3cret\n")
+        main(["check", "--config", str(ini)])
+        assert f"✓ mqtt: 127.0.0.1:{server.port} accepts gate {GATE}" in capsys.readouterr().out
+    finally:
+        server.stop()
+    with pytest.raises(OutputError, match="cannot connect"):
+        probe_broker(MqttConfig(enabled=True, host="127.0.0.1", port=server.port), timeout=2)

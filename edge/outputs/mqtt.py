@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..config import MqttConfig
+from ..errors import OutputError
 from ..spool import Spool
 from ..tracking import CountEvent, Track
 from .base import Output
@@ -36,13 +37,19 @@ def _version() -> str:
         return "unknown"
 
 
-def build_client(config: MqttConfig, topics: GateTopics) -> Any:
-    """A paho-mqtt 2 client with the last will, credentials and TLS of ``[mqtt]`` (not yet connected)."""
+def build_client(config: MqttConfig, topics: GateTopics, *, probe: bool = False) -> Any:
+    """A paho-mqtt 2 client with the last will, credentials and TLS of ``[mqtt]`` (not yet connected).
+
+    A ``probe`` client (``maskipy-edge check``) has its own client id and no will, so checking a
+    running gate's broker neither kicks the gate off nor marks it offline.
+    """
     import paho.mqtt.client as mqtt
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"maskipy-{topics.id}",
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                         client_id=f"maskipy-{topics.id}" + ("-check" if probe else ""),
                          protocol=mqtt.MQTTv311, clean_session=True)
-    client.will_set(topics.availability, OFFLINE, qos=1, retain=True)
+    if not probe:
+        client.will_set(topics.availability, OFFLINE, qos=1, retain=True)
     if config.username:
         client.username_pw_set(config.username, config.password or None)
     if config.tls:
@@ -52,6 +59,31 @@ def build_client(config: MqttConfig, topics: GateTopics) -> Any:
     client.max_inflight_messages_set(2 * WINDOW)
     client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(config.reconnect_max_seconds)))
     return client
+
+
+def probe_broker(config: MqttConfig, timeout: float = 5.0) -> str:
+    """Connect once with ``[mqtt]``'s settings and leave: what ``maskipy-edge check`` reports."""
+    topics = GateTopics.from_config(config)
+    client = build_client(config, topics, probe=True)
+    client.connect_timeout = timeout
+    answer: list[Any] = []
+    client.on_connect = lambda _client, _userdata, _flags, reason, _properties: answer.append(reason)
+    where = f"{config.host}:{config.port}"
+    try:
+        client.connect(config.host, config.port, keepalive=config.keepalive)
+        deadline = time.monotonic() + timeout
+        while not answer and time.monotonic() < deadline:
+            client.loop(timeout=0.1)
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"[mqtt] {where}: cannot connect ({exc}); check host, port, tls and that the "
+                          f"broker runs") from None
+    finally:
+        client.disconnect()
+    if not answer:
+        raise OutputError(f"[mqtt] {where}: no answer within {timeout:.0f} s; check host, port and tls")
+    if answer[0].is_failure:
+        raise OutputError(f"[mqtt] {where}: refused ({answer[0]}); check username and password")
+    return f"{where} accepts gate {topics.name}; topics {topics.base}/..."
 
 
 def _path(path: Path | None) -> str | None:
