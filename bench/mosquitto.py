@@ -30,13 +30,15 @@ class Mosquitto:
         broker = Mosquitto(tmp_path); broker.start(); ...; broker.stop(); broker.start()
     """
 
-    def __init__(self, workdir: Path, *, users: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, *, users: dict[str, str] | None = None,
+                 tls: dict[str, Path] | None = None) -> None:
         if MOSQUITTO is None:
             raise RuntimeError("mosquitto not installed; apt-get install -y mosquitto")
         self.workdir, self.port = Path(workdir), free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen[bytes] | None = None
-        lines = [f"listener {self.port} 127.0.0.1", "persistence true",
+        tls_lines = [f"cafile {tls['ca']}", f"certfile {tls['cert']}", f"keyfile {tls['key']}"] if tls else []
+        lines = [f"listener {self.port} 127.0.0.1", *tls_lines, "persistence true",
                  f"persistence_location {self.workdir}/", "autosave_interval 1",
                  f"log_dest file {self.workdir / 'mosquitto.log'}", "log_type all", "user root" if _root()
                  else "", "max_queued_messages 0", f"pid_file {self.workdir / 'mosquitto.pid'}"]
@@ -72,6 +74,25 @@ class Mosquitto:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+
+def make_tls_files(directory: Path) -> dict[str, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it (needs the openssl command)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {"ca": directory / "ca.crt", "ca_key": directory / "ca.key", "cert": directory / "server.crt",
+             "key": directory / "server.key", "csr": directory / "server.csr", "ext": directory / "san.ext"}
+    files["ext"].write_text("subjectAltName = IP:127.0.0.1\n")
+    commands = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=maskipy test CA",
+         "-keyout", files["ca_key"], "-out", files["ca"]],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", files["key"],
+         "-out", files["csr"]],
+        ["x509", "-req", "-in", files["csr"], "-CA", files["ca"], "-CAkey", files["ca_key"],
+         "-CAcreateserial", "-days", "2", "-extfile", files["ext"], "-out", files["cert"]],
+    ]
+    for command in commands:
+        subprocess.run(["openssl", *map(str, command)], check=True, capture_output=True)
+    return files
 
 
 def _root() -> bool:

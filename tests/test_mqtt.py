@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from maskipy.edge.tracking import CountEvent, Track
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
-from mosquitto import MOSQUITTO, Mosquitto, Recorder, free_port  # noqa: E402
+from mosquitto import MOSQUITTO, Mosquitto, Recorder, free_port, make_tls_files  # noqa: E402
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed; "
                                 "apt-get install -y --no-install-recommends mosquitto mosquitto-clients")
@@ -275,6 +276,29 @@ def test_a_password_broker_accepts_the_configured_user(tmp_path: Path) -> None:
         time.sleep(1.5)
         wrong.close()
         assert wrong.sender.acked == 0 and not wrong.sender.connected
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed (makes the test CA)")
+def test_tls_with_a_private_ca(tmp_path: Path) -> None:
+    from maskipy.edge.errors import OutputError
+    from maskipy.edge.outputs.mqtt import probe_broker
+
+    files = make_tls_files(tmp_path / "tls")
+    server = Mosquitto(tmp_path / "broker", tls=files)
+    server.start()
+    try:
+        output = make_output(server.port, tmp_path / "state", tls=True, ca_file=files["ca"])
+        output.on_count(person(1))
+        deadline = time.monotonic() + 10
+        while output.sender.acked < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        output.close()
+        assert output.sender.acked == 1, "the event went out over TLS and was acknowledged"
+        # Without the private CA the broker's certificate is not trusted: a clear error, no traceback.
+        with pytest.raises(OutputError, match=r"cannot connect .*CERTIFICATE_VERIFY_FAILED"):
+            probe_broker(MqttConfig(enabled=True, host="127.0.0.1", port=server.port, tls=True))
     finally:
         server.stop()
 
