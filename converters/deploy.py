@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,8 +24,11 @@ DEFAULT_STATE_DIR = "/var/lib/maskipy"
 DEFAULT_CONFIG = "/etc/maskipy/config.ini"
 # Remote paths travel through a remote shell: allow only characters that need no quoting there.
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
+# Installed versions are named vNNNN-<utc time>-<sha256[:12]> (edge/swap.py).
+VERSION_SHA = re.compile(r"\bv\d+-\S+-([0-9a-f]{12})\b")
 # Seconds per step: a Pi Zero takes a while to import the TFLite runtime and validate.
-STEP_TIMEOUT = {"prepare": 60, "copy": 300, "verify": 60, "install": 300, "rollback": 300, "cleanup": 60}
+STEP_TIMEOUT = {"status": 60, "prepare": 60, "copy": 300, "verify": 60, "install": 300, "rollback": 300,
+                "cleanup": 60}
 
 
 @dataclass(frozen=True)
@@ -68,9 +72,19 @@ class Step:
 
 @dataclass(frozen=True)
 class HostResult:
+    """One row of the summary: the model the host ran before and runs now, and how long it took."""
+
     host: str
     ok: bool
     detail: str
+    old_sha: str = "?"
+    new_sha: str = "?"
+    seconds: float = 0.0
+    skipped: bool = False
+
+    @property
+    def result(self) -> str:
+        return "skipped" if self.skipped else "ok" if self.ok else "FAILED"
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,10 @@ class Plan:
         config = ["--config", self.config] if self.config else []
         words = [*self.remote_command, "bundle", *args, "--state-dir", self.state_dir, *config]
         return shlex.join(words)
+
+    def status(self, host: str) -> Step:
+        """``maskipy-edge bundle status`` on the host: which model it runs now."""
+        return Step("status", self.ssh.ssh(host, self.edge("status")))
 
     def steps(self, host: str) -> tuple[list[Step], Step | None]:
         """The steps for ``host`` and the cleanup that runs after them whatever happened."""
@@ -122,8 +140,21 @@ def _reason(completed: subprocess.CompletedProcess[str]) -> str:
     return (errors or lines or [f"exit status {completed.returncode}"])[-1]
 
 
-def run_step(host: str, step: Step) -> str:
-    """Run one step; its last stdout line on success, DeployError naming the step otherwise."""
+def version_sha(text: str) -> str:
+    """The sha256 prefix of the first installed version named in ``text`` ("none" if it names none)."""
+    match = VERSION_SHA.search(text)
+    return match.group(1) if match else "none"
+
+
+def current_sha(host: str, plan: Plan) -> str:
+    """The sha256 prefix of the model ``host`` runs now, from its ``bundle status``."""
+    current = [line for line in run_step(host, plan.status(host), last_line=False).splitlines()
+               if line.startswith("current")]
+    return version_sha(current[0]) if current else "none"
+
+
+def run_step(host: str, step: Step, last_line: bool = True) -> str:
+    """Run one step; its last stdout line (or all of it) on success, DeployError naming the step otherwise."""
     try:
         completed = subprocess.run(step.argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                                    timeout=STEP_TIMEOUT[step.name], check=False)
@@ -132,6 +163,8 @@ def run_step(host: str, step: Step) -> str:
     if completed.returncode != 0:
         hint = "; check the host name, ssh keys and that the Pi is on" if completed.returncode == 255 else ""
         raise DeployError(f"{step.name}: {_reason(completed)}{hint}")
+    if not last_line:
+        return completed.stdout
     out = [line for line in completed.stdout.splitlines() if line.strip()]
     return out[-1] if out else "ok"
 
@@ -140,19 +173,22 @@ def deploy_host(plan: Plan, host: str, dry_run: bool) -> HostResult:
     """Every step on one host, stopping at the first failure; the upload is always cleaned up."""
     steps, cleanup = plan.steps(host)
     if dry_run:
-        for step in [*steps, *([cleanup] if cleanup else [])]:
+        for step in [plan.status(host), *steps, *([cleanup] if cleanup else [])]:
             say(host, f"would {step.name}: {shlex.join(step.argv)}")
         return HostResult(host, True, "dry run: nothing changed")
+    started, old = time.monotonic(), "?"
     done: list[str] = []
     try:
+        old = current_sha(host, plan)
         for step in steps:
             detail = run_step(host, step)
             done.append(step.name)
             say(host, f"{step.name}: {detail}")
-        return HostResult(host, True, detail)
+        # The install/rollback line names the now-current version first: "installed vNNNN-...-<sha>; ..."
+        return HostResult(host, True, detail, old, version_sha(detail), time.monotonic() - started)
     except DeployError as exc:
         say(host, f"FAILED {exc}")
-        return HostResult(host, False, str(exc))
+        return HostResult(host, False, str(exc), old, old, time.monotonic() - started)
     finally:
         if cleanup is not None and done:  # nothing to clean when not even the upload dir was made
             try:
@@ -162,11 +198,15 @@ def deploy_host(plan: Plan, host: str, dry_run: bool) -> HostResult:
 
 
 def summary(results: Sequence[HostResult]) -> str:
-    width = max(len("host"), *(len(r.host) for r in results))
-    rows = [f"{'host':<{width}}  result  detail"]
-    rows += [f"{r.host:<{width}}  {'ok' if r.ok else 'FAILED':<6}  {r.detail}" for r in results]
-    failed = sum(not r.ok for r in results)
-    rows.append(f"{len(results)} host(s): {len(results) - failed} ok, {failed} failed")
+    """The table: host, old sha, new sha, result, time, detail; then the tally."""
+    header = ("host", "old sha", "new sha", "result", "time", "detail")
+    cells = [header] + [(r.host, r.old_sha, r.new_sha, r.result, f"{r.seconds:.1f} s", r.detail)
+                        for r in results]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header) - 1)]
+    rows = ["  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]])
+            for row in cells]
+    ok, skipped = sum(r.ok for r in results), sum(r.skipped for r in results)
+    rows.append(f"{len(results)} host(s): {ok} ok, {len(results) - ok - skipped} failed, {skipped} skipped")
     return "\n".join(rows)
 
 
@@ -183,11 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
         "with 'maskipy-edge bundle install' (validated, swapped atomically, service reloaded). "
         "Uses your ssh config and keys; never asks for a password."),
         epilog="examples: maskipy-deploy runs/convert/bundle pi@gate1 pi@gate2\n"
+               "          maskipy-deploy --canary pi@gate1 --hosts gates.txt --parallel 8 BUNDLE\n"
                "          maskipy-deploy --rollback pi@gate1",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("targets", nargs="+", metavar="BUNDLE HOST",
+    parser.add_argument("targets", nargs="*", metavar="BUNDLE HOST",
                         help="the bundle directory, then hosts ([user@]host or ssh config aliases); "
                              "with --rollback only hosts")
+    parser.add_argument("--hosts", metavar="FILE", help="more hosts, one per line (# starts a comment)")
+    parser.add_argument("--canary", metavar="HOST", help="deploy to HOST first, alone, and stop there "
+                        "if it fails")
     parser.add_argument("--rollback", action="store_true", help="make each host's previous model current")
     parser.add_argument("--dry-run", action="store_true", help="print the commands; copy and change nothing")
     parser.add_argument("-o", "--ssh-option", action="append", default=[], metavar="OPTION",
@@ -203,16 +247,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--remote-command", default="maskipy-edge",
                         help="how to run maskipy-edge on the Pi (default maskipy-edge), e.g. "
                              "'sudo -n -u maskipy /opt/maskipy/bin/maskipy-edge'")
-    parser.add_argument("-j", "--jobs", type=int, default=4, help="hosts deployed at once (default 4)")
+    parser.add_argument("-j", "--jobs", "--parallel", type=int, default=4, metavar="N",
+                        help="hosts deployed at once (default 4)")
     return parser
 
 
 def make_plan(args: argparse.Namespace) -> tuple[Plan, list[str]]:
     """Check the arguments and the local bundle before touching any host."""
     targets = list(args.targets)
+    if not args.rollback and not targets:
+        raise DeployError("no bundle given; name the bundle directory, then the hosts")
     bundle = None if args.rollback else load_bundle(targets.pop(0))
+    if args.hosts:
+        targets += read_hosts(args.hosts)
+    if args.canary:
+        targets = [args.canary, *(host for host in targets if host != args.canary)]
+    targets = list(dict.fromkeys(targets))  # a host named twice is deployed once
     if not targets:
         raise DeployError("no host given; name at least one [user@]host after the bundle")
+    if args.jobs < 1:
+        raise DeployError(f"--parallel {args.jobs}: use 1 or more")
     for host in targets:
         if host.startswith("-") or not host.strip():
             raise DeployError(f"host {host!r}: not a host name; put options before the bundle")
@@ -231,6 +285,35 @@ def make_plan(args: argparse.Namespace) -> tuple[Plan, list[str]]:
     return Plan(ssh, args.remote_state_dir, args.remote_config, remote, bundle), targets
 
 
+def read_hosts(path: str) -> list[str]:
+    """Hosts from a file: one per line, blank lines and # comments ignored."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DeployError(f"--hosts {path}: cannot read it ({exc.strerror}); "
+                          f"give a file of host names") from None
+    hosts = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    return [host for host in hosts if host]
+
+
+def deploy_all(plan: Plan, hosts: list[str], *, canary: str | None, jobs: int,
+               dry_run: bool) -> list[HostResult]:
+    """The canary alone first (the rest skipped if it fails), then the others ``jobs`` at a time."""
+    results: list[HostResult] = []
+    if canary:
+        results.append(deploy_host(plan, canary, dry_run))
+        hosts = [host for host in hosts if host != canary]
+        if not results[0].ok:
+            say(canary, "canary failed; the other hosts are left as they are")
+            return results + [HostResult(host, False, "not tried: the canary failed", skipped=True)
+                              for host in hosts]
+    # A dry run goes one host at a time so its listing reads in order.
+    workers = 1 if dry_run else max(1, min(jobs, len(hosts) or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results += list(pool.map(lambda host: deploy_host(plan, host, dry_run), hosts))
+    return results
+
+
 def deploy(args: argparse.Namespace) -> int:
     plan, hosts = make_plan(args)
     if plan.bundle is not None:
@@ -238,13 +321,10 @@ def deploy(args: argparse.Namespace) -> int:
               f"labels {','.join(plan.bundle.labels)}")
     if args.dry_run:
         print("dry run: nothing is copied or changed")
-    # A dry run goes one host at a time so its listing reads in order.
-    workers = 1 if args.dry_run else max(1, min(args.jobs, len(hosts)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda host: deploy_host(plan, host, args.dry_run), hosts))
+    results = deploy_all(plan, hosts, canary=args.canary, jobs=args.jobs, dry_run=args.dry_run)
     print(summary(results))
-    failed = [r.host for r in results if not r.ok]
-    if failed:
+    failed = [r.host for r in results if not r.ok and not r.skipped]
+    if failed or not all(r.ok for r in results):
         print(f"maskipy-deploy: error: failed on {', '.join(failed)}; a host whose install step "
               f"failed still runs its old model", file=sys.stderr)
         return 1

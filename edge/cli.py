@@ -125,8 +125,16 @@ def _check_state_dir(config: EdgeConfig) -> str:
     return f"{state} writable"
 
 
+def _check_mqtt(config: EdgeConfig) -> str:
+    if not config.mqtt.enabled:
+        return "off"
+    from .outputs.mqtt import probe_broker
+
+    return probe_broker(config.mqtt)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    """Preflight: config, model, source, GPIO and state directory, each ✓ or ✗."""
+    """Preflight: config, model, source, GPIO, state directory and MQTT broker, each ✓ or ✗."""
     try:
         config = load_config(args)
     except MaskipyError as exc:
@@ -135,7 +143,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"✓ config: {config.path}")
     checks: list[tuple[str, Callable[[EdgeConfig], str]]] = [
         ("model", _check_model), ("source", _check_source), ("gpio", _check_gpio),
-        ("state", _check_state_dir)]
+        ("state", _check_state_dir), ("mqtt", _check_mqtt)]
     failed = 0
     for name, check in checks:
         try:

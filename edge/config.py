@@ -174,6 +174,34 @@ class HttpConfig:
                           low=1, high=500)
 
 
+@dataclass(frozen=True)
+class MqttConfig:
+    """Publish counts, alerts and health to an MQTT broker, with Home Assistant discovery."""
+
+    enabled: bool = setting(False, "publish to an MQTT broker")
+    host: str = setting("localhost", "broker host name or address")
+    port: int = setting(1883, "broker port (8883 is the usual TLS port)", low=1, high=65535)
+    gate: str = setting("", "this gate's name in topics and in Home Assistant (empty: the host name)")
+    topic_prefix: str = setting("maskipy", "topics are <topic_prefix>/<gate>/...")
+    username: str = setting("", "broker user name (empty: anonymous)")
+    password: str = setting("", "broker password")
+    tls: bool = setting(False, "connect with TLS")
+    ca_file: Path | None = setting(None, "CA certificate file for TLS (empty: the system's CAs)")
+    cert_file: Path | None = setting(None, "client certificate for TLS (empty: none)")
+    key_file: Path | None = setting(None, "client key for TLS, with cert_file")
+    tls_insecure: bool = setting(False, "skip the broker host name check (testing only)")
+    keepalive: int = setting(60, "seconds between pings; the broker marks the gate offline after 1.5x",
+                             low=5, high=3600)
+    reconnect_max_seconds: float = setting(2.0, "longest wait between reconnect attempts (a "
+                                           "broker back after an outage is found within this)", low=1,
+                                           high=600)
+    discovery: bool = setting(True, "announce the gate's sensors to Home Assistant")
+    discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery topic prefix")
+    fps_seconds: float = setting(10.0, "publish frames/s this often", low=1, high=3600)
+    queue_max_events: int = setting(100_000, "events kept on disk while the broker is away; past this "
+                                    "the oldest are dropped (and counted)", low=100, high=10_000_000)
+
+
 EDGE_SCHEMA: dict[str, type] = {
     "camera": CameraConfig,
     "detector": DetectorConfig,
@@ -183,6 +211,7 @@ EDGE_SCHEMA: dict[str, type] = {
     "counts": CountsConfig,
     "preview": PreviewConfig,
     "http": HttpConfig,
+    "mqtt": MqttConfig,
 }
 
 
@@ -198,6 +227,7 @@ class EdgeConfig:
     counts: CountsConfig
     preview: PreviewConfig
     http: HttpConfig = field(default_factory=HttpConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     path: str | None = None
 
     def replace(self, section: str, **changes: Any) -> EdgeConfig:
@@ -230,6 +260,7 @@ def verify_config(config: EdgeConfig) -> None:
                               f"{seen[pin]}_pin; give each device its own BCM pin")
         seen[pin] = name
     verify_http(config.http, where)
+    verify_mqtt(config.mqtt, where)
 
 
 def is_loopback(host: str) -> bool:
@@ -247,6 +278,27 @@ def verify_http(http: HttpConfig, where: str) -> None:
     if http.enabled and not http.password and not is_loopback(http.bind):
         raise ConfigError(f"{where} [http] bind = {http.bind}: reachable from the network but [http] "
                           f"password is empty; set password = SOME-SECRET, or bind = 127.0.0.1")
+
+
+def verify_mqtt(mqtt: MqttConfig, where: str) -> None:
+    """TLS files exist and pair up, topics have no wildcards (before the gate starts, not at connect)."""
+    if not mqtt.enabled:
+        return
+    if not mqtt.host.strip():
+        raise ConfigError(f"{where} [mqtt] host is empty; name the broker, e.g. host = localhost")
+    for key in ("topic_prefix", "discovery_prefix", "gate"):
+        value = getattr(mqtt, key)
+        if any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
+            raise ConfigError(f"{where} [mqtt] {key} = {value}: not a topic level; drop #, + and "
+                              f"leading or trailing /")
+    if (mqtt.cert_file is None) != (mqtt.key_file is None):
+        raise ConfigError(f"{where} [mqtt] cert_file and key_file: give both or neither")
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = getattr(mqtt, key)
+        if path is not None and not mqtt.tls:
+            raise ConfigError(f"{where} [mqtt] {key} = {path}: set tls = yes to use it")
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{where} [mqtt] {key} = {path}: no such file; fix the path")
 
 
 def load_edge_config(path: str | Path | None = None) -> EdgeConfig:

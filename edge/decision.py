@@ -21,7 +21,6 @@ import numpy as np
 
 from .errors import ModelError
 
-
 # An int8 softmax reports multiples of 1/256, so its 0 means "below about 1/512", not "impossible":
 # logs are taken of at least this.
 PROBABILITY_FLOOR = 1e-3

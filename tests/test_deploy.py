@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -44,12 +45,29 @@ def _keygen(path: Path) -> None:
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """sshd in the foreground on a free port, trusting one throwaway key; torn down after the module."""
     work = tmp_path_factory.mktemp("sshd")
-    _keygen(work / "host_key")
     _keygen(work / "user_key")
     shutil.copy(work / "user_key.pub", work / "authorized_keys")
-    port, user = _free_port(), getpass.getuser()
+    with _running_sshd(work, "127.0.0.1", _free_port()) as server:
+        yield {**server, "key": work / "user_key"}
+
+
+@pytest.fixture(scope="module")
+def wrong_key_sshd(sshd: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A second gate, on 127.0.0.2 and the same port, that trusts another key: it refuses ours."""
+    work = tmp_path_factory.mktemp("sshd-wrong-key")
+    _keygen(work / "other_key")
+    shutil.copy(work / "other_key.pub", work / "authorized_keys")
+    with _running_sshd(work, "127.0.0.2", sshd["port"]) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _running_sshd(work: Path, address: str, port: int) -> Iterator[dict]:
+    """sshd -D on ``address:port`` trusting ``work/authorized_keys``, stopped on exit."""
+    _keygen(work / "host_key")
+    user = getpass.getuser()
     (work / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {work / 'host_key'}\nPidFile none\nUsePAM no\n"
+        f"Port {port}\nListenAddress {address}\nHostKey {work / 'host_key'}\nPidFile none\nUsePAM no\n"
         f"StrictModes no\nAuthorizedKeysFile {work / 'authorized_keys'}\nPubkeyAuthentication yes\n"
         f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
         f"AllowUsers {user}\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n")
@@ -62,15 +80,17 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and server.poll() is None:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            socket.create_connection((address, port), timeout=0.5).close()
             break
         except OSError:
             time.sleep(0.1)
     assert server.poll() is None, f"sshd exited: {(work / 'sshd.log').read_text()}"
-    yield {"port": port, "user": user, "key": work / "user_key", "log": work / "sshd.log"}
-    server.terminate()
-    server.wait(timeout=10)
-    log.close()
+    try:
+        yield {"port": port, "user": user, "log": work / "sshd.log", "host": f"{user}@{address}"}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
 
 
 def _remote_command() -> str:
@@ -210,3 +230,53 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path:
 def reload_recorder(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path]]:
     with reload_recorder_process(tmp_path) as recorder:
         yield recorder
+
+
+def _table(out: str) -> dict[str, list[str]]:
+    """The summary table's rows by host: old sha, new sha, result, seconds ("1.2 s" splits in two)."""
+    lines = out.splitlines()
+    lines = lines[next(i for i, line in enumerate(lines) if line.startswith("host ")):]
+    assert lines[0].split()[:7] == ["host", "old", "sha", "new", "sha", "result", "time"]
+    return {line.split()[0]: line.split()[1:5] for line in lines[1:-1]}
+
+
+def test_two_gates_one_refusing_our_key_gives_one_ok_one_failed(
+        target: dict, wrong_key_sshd: dict, tiny_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    refusing = wrong_key_sshd["host"]
+    code = run_deploy(str(tiny_bundle), target["host"], refusing, "--parallel", "2", *target["args"])
+    captured = capsys.readouterr()
+    table = _table(captured.out)
+    assert code == 1 and refusing in captured.err
+    sha = load_bundle(tiny_bundle).sha256[:12]
+    assert table[target["host"]][:3] == ["none", sha, "ok"]
+    assert table[refusing][:3] == ["?", "?", "FAILED"], "its model is unknown: ssh refused us"
+    assert float(table[target["host"]][3]) > 0
+    assert "1 ok, 1 failed, 0 skipped" in captured.out
+    assert swap.current_bundle_dir(target["state"]) is not None
+
+
+def test_a_failing_canary_stops_the_rest(target: dict, wrong_key_sshd: dict, tiny_bundle: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    canary = wrong_key_sshd["host"]
+    code = run_deploy(str(tiny_bundle), "--canary", canary, target["host"], *target["args"])
+    captured = capsys.readouterr()
+    table = _table(captured.out)
+    assert code == 1
+    assert table[canary][2] == "FAILED" and table[target["host"]][2] == "skipped"
+    assert "0 ok, 1 failed, 1 skipped" in captured.out
+    assert swap.current_bundle_dir(target["state"]) is None, "nothing was deployed after the canary failed"
+
+
+def test_a_good_canary_then_a_hosts_file_shows_old_and_new_sha(
+        target: dict, tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    second = edit_bundle(tiny_bundle, tmp_path / "second", note="second")
+    assert run_deploy(str(tiny_bundle), target["host"], *target["args"]) == 0
+    hosts = tmp_path / "gates.txt"
+    hosts.write_text(f"# the building's gates\n\n{target['host']}  # front door\n")
+    capsys.readouterr()
+    code = run_deploy(str(second), "--canary", target["host"], "--hosts", str(hosts), *target["args"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    old, new = load_bundle(tiny_bundle).sha256[:12], load_bundle(second).sha256[:12]
+    assert list(_table(out)) == [target["host"]] and _table(out)[target["host"]][:3] == [old, new, "ok"]
+    assert "1 host(s): 1 ok, 0 failed, 0 skipped" in out

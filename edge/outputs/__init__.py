@@ -34,7 +34,7 @@ def build_gpio_outputs(config: EdgeConfig, pin_factory: Any = None) -> list[Outp
 
 def build_outputs(config: EdgeConfig, pin_factory: Any = None,
                   status: GateStatus | None = None) -> list[Output]:
-    """The outputs named by ``[outputs] devices``, ``[preview]`` and ``[http]``, in that order.
+    """The outputs of ``[outputs] devices``, ``[mqtt]``, ``[preview]`` and ``[http]``, in that order.
 
     ``pin_factory`` goes to every gpiozero device (None: gpiozero's default, which honours
     ``GPIOZERO_PIN_FACTORY``). The status page is served when ``[http] enabled`` and a ``status``
@@ -52,6 +52,13 @@ def build_outputs(config: EdgeConfig, pin_factory: Any = None,
             built.append(CountLog(c.state_dir, labels=config.classifier.labels,
                                   flush_seconds=c.flush_seconds, rotate_bytes=c.rotate_bytes,
                                   keep_files=c.keep_files))
+        if config.mqtt.enabled:
+            from .mqtt import MqttOutput
+
+            built.append(MqttOutput(config.mqtt, state_dir=config.counts.state_dir,
+                                    labels=config.classifier.labels,
+                                    alert_classes=config.outputs.alert_classes,
+                                    hold_seconds=config.outputs.hold_seconds))
         if "null" in config.outputs.devices:
             built.append(NullOutput())
         p = config.preview

@@ -1,0 +1,234 @@
+"""MQTT under a broker outage: events lost or duplicated, count-to-arrival latency, frame loop cost.
+
+A real Mosquitto on a free local port and a recording subscriber with a persistent QoS 1 session.
+Events stream at ``--rate`` per second; the broker is stopped ``--before`` seconds in, for
+``--outage`` seconds, then restarted; the run waits until every event arrived (or ``--drain``).
+Then the real frame loop (detector, classifier, tracker) runs over the scene photos with and without
+``[mqtt]``, alternately, and compares frames/s.
+
+    python bench/mqtt_outage.py                  # 60 s outage, the issue's goal
+    python bench/mqtt_outage.py --outage 5 --fps-rounds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench_common import DATA, REPO, RESULTS, format_table, machine_info, report_and_save, summarize
+from mosquitto import Mosquitto, Recorder
+
+from maskipy.edge.config import MqttConfig, load_edge_config
+from maskipy.edge.outputs.mqtt import MqttOutput
+from maskipy.edge.tracking import CountEvent
+
+GATE = "bench-gate"
+LABELS = ("properly_masked", "improperly_masked", "unmasked")
+
+
+def git_commit() -> str:
+    done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return (done.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
+
+
+def outage_run(work: Path, *, before: float, outage: float, after: float, rate: float,
+               drain: float) -> dict[str, Any]:
+    """Stream events across a broker outage; what arrived, how often, in which order, how fast."""
+    broker = Mosquitto(work / "broker")
+    broker.start()
+    recorder = Recorder(broker.port, topics=(f"maskipy/{GATE}/event",)).start()
+    output = MqttOutput(MqttConfig(enabled=True, host="127.0.0.1", port=broker.port, gate=GATE),
+                        state_dir=work / "state", labels=LABELS, alert_classes=("unmasked",))
+    call_us = frame_call_cost(output)
+    sent: list[tuple[str, float, str]] = []  # id, count time, phase
+    on_count_us: list[float] = []
+    start = time.monotonic()
+    stopped_at = restarted_at = None
+    number = 0
+    while (elapsed := time.monotonic() - start) < before + outage + after:
+        if stopped_at is None and elapsed >= before:
+            broker.stop()
+            stopped_at = time.time()
+        if restarted_at is None and elapsed >= before + outage:
+            broker.start()
+            restarted_at = time.time()
+        phase = "before" if stopped_at is None else "outage" if restarted_at is None else "after"
+        event = CountEvent(time.time(), number, LABELS[number % 3], 0.9, (0, 0, 10, 10))
+        called = time.perf_counter()
+        output.on_count(event)
+        on_count_us.append(1e6 * (time.perf_counter() - called))
+        sent.append((event.id, event.time, phase))
+        number += 1
+        time.sleep(max(0.0, start + number / rate - time.monotonic()))
+    topic = f"maskipy/{GATE}/event"
+    recorder.wait_for(topic, len(sent), timeout=drain)
+    time.sleep(1.0)  # a late duplicate would arrive here
+    output.close()
+    received = recorder.on(topic)
+    recorder.stop()
+    broker.stop()
+    result = tally(sent, received, restarted_at or time.time())
+    result["on_frame_us"] = call_us
+    result["on_count_us"] = summarize(on_count_us)
+    return result
+
+
+def frame_call_cost(output: MqttOutput, calls: int = 2000) -> dict[str, float | int]:
+    """Microseconds per on_frame call with two tracks at the gate (what the frame loop pays)."""
+    from collections import deque
+
+    from maskipy.edge.tracking import Track
+
+    tracks = [Track(1, (0, 0, 10, 10), 0.0, 0.0, deque(), label="unmasked"),
+              Track(2, (20, 0, 30, 10), 0.0, 0.0, deque(), label="properly_masked")]
+    samples = []
+    for index in range(calls):
+        called = time.perf_counter()
+        output.on_frame(tracks if index % 50 < 25 else [], None)  # type: ignore[arg-type]
+        samples.append(1e6 * (time.perf_counter() - called))
+    return summarize(samples)
+
+
+def tally(sent: list[tuple[str, float, str]], received: list[Any], restarted_at: float) -> dict[str, Any]:
+    ids = [json.loads(m.payload)["id"] for m in received]
+    arrival = {}
+    for message, ident in zip(received, ids, strict=True):
+        arrival.setdefault(ident, message.at)
+    # Events counted after the broker came back but before the gate reconnected wait like outage ones.
+    reconnected = min((arrival[i] for i, _, p in sent if p != "before" and i in arrival),
+                      default=restarted_at)
+    sent = [(i, t, "reconnecting" if p == "after" and t < reconnected else p) for i, t, p in sent]
+    sent_ids = [ident for ident, _, _ in sent]
+    first_seen = list(dict.fromkeys(ids))
+    latency = {phase: [1000.0 * (arrival[i] - t) for i, t, p in sent if p == phase and i in arrival]
+               for phase in ("before", "outage", "reconnecting", "after")}
+    outage_ids = [i for i, _, p in sent if p == "outage" and i in arrival]
+    return {
+        "sent": len(sent), "received": len(ids), "lost": len(set(sent_ids) - set(ids)),
+        "duplicates": len(ids) - len(set(ids)),
+        "in_order": first_seen == [i for i in sent_ids if i in arrival],
+        "sent_during_outage": sum(p == "outage" for _, _, p in sent),
+        "latency_ms": {phase: summarize(values) for phase, values in latency.items()},
+        "max_latency_ms_connected": round(max(latency["before"] + latency["after"], default=0.0), 1),
+        "reconnected_after_restart_s": round(reconnected - restarted_at, 2),
+        "outage_backlog_delivered_s": round(max((arrival[i] for i in outage_ids), default=restarted_at)
+                                            - restarted_at, 2),
+    }
+
+
+def frame_loop_fps(work: Path, *, frames: int, rounds: int) -> dict[str, Any]:
+    """The real frame loop over the scene photos, with and without [mqtt], alternately."""
+    from maskipy.edge.runtime import EdgeRuntime
+
+    broker = Mosquitto(work / "fps-broker")
+    broker.start()
+    fps: dict[str, list[float]] = {"off": [], "on": []}
+    cpu_ms: dict[str, list[float]] = {"off": [], "on": []}
+    counted: list[int] = []
+    model_sha = ""
+    try:
+        for index in range(rounds):
+            for mode in ("off", "on"):
+                ini = work / f"{mode}.ini"
+                ini.write_text(f"[camera]\nsource = {DATA / 'scenes'}\nloop = yes\n"
+                               f"[outputs]\ndevices = null\n"
+                               f"[counts]\nstate_dir = {work / f'state-{mode}-{index}'}\n"
+                               f"[mqtt]\nenabled = {'yes' if mode == 'on' else 'no'}\nhost = 127.0.0.1\n"
+                               f"port = {broker.port}\ngate = {GATE}\n")
+                runtime = EdgeRuntime(load_edge_config(ini))
+                model_sha = runtime.bundle.sha256
+                cpu = time.process_time()
+                counted.append(sum(runtime.run(max_frames=frames).values()))
+                # CPU time of every thread of this process (the MQTT sender and paho's included): other
+                # programs on the machine change wall-clock frames/s far more than they change this.
+                cpu_ms[mode].append(1000.0 * (time.process_time() - cpu) / frames)
+                # Time inside the loop's stages (MQTT's on_frame/on_count are in track_outputs), so
+                # start-up and close (which waits briefly for PUBACKs) are not counted.
+                timing = runtime.timer.as_dict()
+                fps[mode].append(timing["frames"] / sum(timing["seconds"].values()))
+    finally:
+        broker.stop()
+    off, on = (statistics.median(fps[m]) if fps[m] else 0.0 for m in ("off", "on"))
+    cpu_off, cpu_on = (statistics.median(cpu_ms[m]) if cpu_ms[m] else 0.0 for m in ("off", "on"))
+    return {"frames_per_run": frames, "rounds": rounds, "fps_off": [round(v, 2) for v in fps["off"]],
+            "fps_on": [round(v, 2) for v in fps["on"]], "median_fps_off": round(off, 2),
+            "median_fps_on": round(on, 2), "change_pct": round(100.0 * (on - off) / off, 1) if off else None,
+            "people_counted_per_run": counted,
+            "cpu_ms_per_frame_off": [round(v, 1) for v in cpu_ms["off"]],
+            "cpu_ms_per_frame_on": [round(v, 1) for v in cpu_ms["on"]],
+            "median_cpu_ms_per_frame_off": round(cpu_off, 2), "median_cpu_ms_per_frame_on": round(cpu_on, 2),
+            "cpu_change_pct": round(100.0 * (cpu_on - cpu_off) / cpu_off, 1) if cpu_off else None,
+            "model_sha256": model_sha}
+
+
+def run_benchmark(*, before: float, outage: float, after: float, rate: float, drain: float,
+                  fps_frames: int, fps_rounds: int) -> dict[str, Any]:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="maskipy-mqtt-bench-") as tmp:
+        work = Path(tmp)
+        result: dict[str, Any] = {"commit": git_commit(), "machine": machine_info(),
+                                  "settings": {"before_s": before, "outage_s": outage, "after_s": after,
+                                               "events_per_s": rate}}
+        result["outage"] = outage_run(work, before=before, outage=outage, after=after, rate=rate, drain=drain)
+        if fps_rounds and fps_frames:
+            result["frame_loop"] = frame_loop_fps(work, frames=fps_frames, rounds=fps_rounds)
+            result["model_sha256"] = result["frame_loop"].pop("model_sha256")
+        else:
+            from maskipy.edge.bundle import load_bundle
+
+            result["model_sha256"] = load_bundle(None).sha256  # the default model, for the record
+    return result
+
+
+def print_report(result: dict[str, Any]) -> None:
+    o = result["outage"]
+    print(f"commit {result['commit']}; {result['settings']['outage_s']:.0f} s broker outage")
+    print(format_table(["sent", "received", "lost", "duplicates", "in order", "backlog sent after (s)"],
+                       [[o["sent"], o["received"], o["lost"], o["duplicates"], o["in_order"],
+                         o["outage_backlog_delivered_s"]]]))
+    rows = [[phase, s["n"], s["median"], s["p90"]] for phase, s in o["latency_ms"].items()]
+    print(format_table(["count -> arrival (ms)", "n", "median", "p90"], rows))
+    print(f"gate reconnected {o['reconnected_after_restart_s']} s after the broker restart; "
+          f"on_frame {o['on_frame_us']['median']} us, on_count {o['on_count_us']['median']} us (median)")
+    if "frame_loop" in result:
+        f = result["frame_loop"]
+        print(f"frame loop: {f['median_fps_off']} fps without MQTT, {f['median_fps_on']} with "
+              f"({f['change_pct']}%, wall clock); CPU per frame {f['median_cpu_ms_per_frame_off']} ms "
+              f"without, {f['median_cpu_ms_per_frame_on']} ms with ({f['cpu_change_pct']}%)")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", type=float, default=10.0, help="seconds of events before the outage")
+    parser.add_argument("--outage", type=float, default=60.0, help="seconds the broker is down")
+    parser.add_argument("--after", type=float, default=10.0, help="seconds of events after it is back")
+    parser.add_argument("--rate", type=float, default=5.0, help="counted people per second")
+    parser.add_argument("--drain", type=float, default=60.0, help="wait this long for the backlog")
+    parser.add_argument("--fps-frames", type=int, default=40, help="frames per frame-loop run")
+    parser.add_argument("--fps-rounds", type=int, default=5, help="off/on pairs of frame-loop runs (0: skip)")
+    parser.add_argument("--json", default=str(RESULTS / "mqtt_outage.json"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run_benchmark(before=args.before, outage=args.outage, after=args.after, rate=args.rate,
+                           drain=args.drain, fps_frames=args.fps_frames, fps_rounds=args.fps_rounds)
+    report_and_save(result, "mqtt_outage.py", argv, args.json, print_report)
+    o = result["outage"]
+    return 0 if o["lost"] == 0 and o["duplicates"] == 0 and o["in_order"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
