@@ -35,6 +35,7 @@ esac
 say() { printf 'arm64 smoke (%s): %s\n' "$SUITE" "$*" >&2; }
 skip() { printf 'skip: %s\n' "$*"; exit 3; }
 
+# shellcheck source=/dev/null
 host_codename() { (. /etc/os-release && echo "${VERSION_CODENAME:-}"); }
 
 # apt-get with its own state, lists and cache under $CACHE: the host's sources with the suite
@@ -57,7 +58,8 @@ private_apt() {
         # Debian's own archive only: a third-party repository has no arm64 Python for us.
         grep -Eq '(^|[[:space:]])(Suites:|deb )' "$file" || continue
         grep -q "$host" "$file" || continue
-        local target=$dir/sources.list.d/$(basename "$file")
+        local target
+        target=$dir/sources.list.d/$(basename "$file")
         [[ $file == /etc/apt/sources.list ]] && target=$dir/sources.list
         sed -E "s/\\b$host\\b/$suite/g" "$file" >"$target"
     done
@@ -121,15 +123,19 @@ install_wheels() {
     # Built on the host: without binfmt_misc pip could not run the emulated Python for a build.
     "$HOST_PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w "$build/dist" "$REPO" >/dev/null
     SITE=$build/site
-    local chosen
-    mapfile -t chosen < <(ls "$wheels"/*.whl | grep -v '/numpy-')
+    local chosen=() wheel
+    for wheel in "$wheels"/*.whl; do
+        [[ $(basename "$wheel") == numpy-* ]] || chosen+=("$wheel")
+    done
     "$HOST_PYTHON" -m pip install -q --no-index --no-deps --target "$SITE" "${platforms[@]}" "${target[@]}" \
         "${chosen[@]}" "$build/dist/"*.whl
 }
 
 main() {
     [[ -d $SOURCE ]] || [[ -f $SOURCE ]] || { echo "smoke.sh: error: $SOURCE not found" >&2; exit 1; }
-    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || skip "needs apt-get and dpkg-deb (Debian)"
+    if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+        skip "needs apt-get and dpkg-deb (Debian)"
+    fi
     [[ $(uname -m) == x86_64 ]] || skip "the emulator fetched is qemu-user for amd64 hosts"
     mkdir -p "$CACHE"
     fetch_qemu
