@@ -125,6 +125,16 @@ def _check_state_dir(config: EdgeConfig) -> str:
     return f"{state} writable"
 
 
+def _running_gate(config: EdgeConfig) -> str:
+    """Why the checks would fail for a running gate's sake (it holds the camera and pins), or ''."""
+    pid, _ = swap._running_pid(config.counts.state_dir)
+    if pid is None or pid == os.getpid():
+        return ""
+    return (f"maskipy-edge is already running (pid {pid}, {config.counts.state_dir}/{PID_FILE}) and "
+            f"holds the camera and GPIO pins; stop it first (sudo systemctl stop maskipy-edge), "
+            f"check, then start it again")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Preflight: config, model, source, GPIO and state directory, each ✓ or ✗."""
     try:
@@ -133,6 +143,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"✗ config: {exc}")
         return 1
     print(f"✓ config: {config.path}")
+    running = _running_gate(config)
+    if running:
+        print(f"✗ service: {running}")
+        return 1
     checks: list[tuple[str, Callable[[EdgeConfig], str]]] = [
         ("model", _check_model), ("source", _check_source), ("gpio", _check_gpio),
         ("state", _check_state_dir)]

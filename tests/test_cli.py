@@ -138,3 +138,24 @@ def test_sighup_reloads_and_sigterm_flushes_a_real_process(tmp_path, bundle_dir,
     assert process.returncode == 0, "".join(lines)
     assert "properly_masked: " in out and "unmasked: " in out
     assert (state / "totals.json").is_file() and not (state / "maskipy-edge.pid").exists()
+
+
+def test_check_says_to_stop_a_running_gate_first(tmp_path, capsys):
+    """The service holds the camera (libcamera: one process per camera) and the GPIO lines."""
+    state = tmp_path / "state"
+    state.mkdir()
+    gate = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "maskipy-edge"])
+    try:
+        (state / "maskipy-edge.pid").write_text(f"{gate.pid}\n")
+        code = main(["check", "--state-dir", str(state), "--source", str(tmp_path / "none.mp4")])
+        out = capsys.readouterr().out
+        assert code == 1
+        assert f"✗ service: maskipy-edge is already running (pid {gate.pid}" in out
+        assert "sudo systemctl stop maskipy-edge" in out and "✓ model" not in out
+    finally:
+        gate.kill()
+        gate.wait()
+    # Once it is gone the pid file is stale: check goes on to the real checks.
+    assert main(["check", "--state-dir", str(state), "--source", str(tmp_path / "none.mp4")]) == 1
+    out = capsys.readouterr().out
+    assert "✗ service" not in out and "✗ source: " in out
