@@ -58,15 +58,15 @@ def test_check_fails_on_a_missing_source_and_a_bad_model(tmp_path, capsys):
     assert "✗ source: " in out and "nowhere.mp4" in out
 
 
-def test_bundle_is_handed_to_the_bundle_manager(capsys, tmp_path):
-    try:
-        import maskipy.edge.swap  # noqa: F401
-    except ImportError:
-        assert main(["bundle", "status"]) == 1
-        assert "maskipy-edge: error: bundle:" in capsys.readouterr().err
-        return
+def test_bundle_is_handed_to_the_bundle_manager(capsys, tmp_path, bundle_dir):
     assert main(["bundle", "status", "--state-dir", str(tmp_path)]) == 0
     assert str(tmp_path) in capsys.readouterr().out
+    assert main(["bundle", "install", str(bundle_dir), "--state-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "models" / "current").is_symlink()
+    # The deployed bundle is what `check` then loads.
+    assert main(["check", "--state-dir", str(tmp_path), "--source", str(tmp_path / "none.mp4")]) == 1
+    out = capsys.readouterr().out
+    assert f"✓ model: {(tmp_path / 'models' / 'current').resolve()}" in out, out
 
 
 def test_run_on_the_scenes_counts_logs_and_drives_mock_pins(tmp_path, bundle_dir, scenes_dir, capsys,
