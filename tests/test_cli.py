@@ -69,14 +69,14 @@ def test_bundle_is_handed_to_the_bundle_manager(capsys, tmp_path, bundle_dir):
     assert f"✓ model: {(tmp_path / 'models' / 'current').resolve()}" in out, out
 
 
-def test_run_on_the_scenes_counts_logs_and_drives_mock_pins(tmp_path, bundle_dir, scenes_dir, capsys,
+def test_run_on_the_scenes_counts_logs_and_drives_mock_pins(tmp_path, default_bundle, scenes_dir, capsys,
                                                            mock_factory, monkeypatch):
     monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
     config = tmp_path / "c.ini"
     config.write_text("[outputs]\ndevices = led, buzzer, log\nbeep_on_seconds = 0.01\n"
                       f"beep_off_seconds = 0.01\n[preview]\nannotate_dir = {tmp_path / 'annotated'}\n")
     state = tmp_path / "state"
-    code = main(["run", "--config", str(config), "--source", str(scenes_dir), "--model", str(bundle_dir),
+    code = main(["run", "--config", str(config), "--source", str(scenes_dir), "--model", str(default_bundle),
                  "--state-dir", str(state), "--max-frames", "20"])
     out = capsys.readouterr().out
     assert code == 0
@@ -87,8 +87,14 @@ def test_run_on_the_scenes_counts_logs_and_drives_mock_pins(tmp_path, bundle_dir
     events = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
     assert len(events) == total and all(len(e["box"]) == 4 and e["label"] in printed for e in events)
     assert len(list((tmp_path / "annotated").glob("*.jpg"))) == 10
-    led_changes = [len(mock_factory.pin(p).states) for p in (17, 27)]
-    assert sum(led_changes) >= 2  # an LED went on and off again at close
+    # The scenes hold masked and unmasked people: each LED must have lit (a mock pin records its
+    # initial off state too, so counting states alone would pass with LEDs that never lit).
+    labels = {e["label"] for e in events}
+    assert "properly_masked" in labels and labels & {"improperly_masked", "unmasked"}, labels
+    for pin in (17, 27, 22):  # green LED, red LED, buzzer
+        states = [s.state for s in mock_factory.pin(pin).states]
+        assert any(states), f"pin {pin} never went on: {states}"
+        assert not states[-1], f"pin {pin} left on after the run"
 
 
 def test_the_entry_point_runs_as_a_process():
