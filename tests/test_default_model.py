@@ -27,12 +27,18 @@ def test_default_bundle_is_a_small_int8_model_with_its_recipe(default_bundle):
     assert meta["parity"]["per_source"]["faces"]["agreement"] >= 0.995
 
 
+# The golden answers in model.json were written when the bundle was built (another process, machine
+# and day). A deploy accepts the bundle's own tolerance (0.05); the shipped file must do far better:
+# two int8 output steps (scale 1/256).
+GOLDEN_TOLERANCE = 2 / 256
+
+
 def test_default_model_reproduces_its_golden_output(default_bundle):
     bundle = load_bundle(default_bundle)
     golden = bundle.metadata["golden"]
     crop = np.random.default_rng(golden["seed"]).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
     probs = TFLiteClassifier(bundle, num_threads=1).classify(crop)
-    np.testing.assert_allclose(probs, golden["probabilities"], atol=golden["tolerance"])
+    np.testing.assert_allclose(probs, golden["probabilities"], atol=GOLDEN_TOLERANCE)
 
 
 def test_default_model_recognises_real_faces(default_bundle, shared_data):
