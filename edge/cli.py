@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from . import swap
+from .cli_runner import run_command
 from .config import EdgeConfig, example_config, load_edge_config
-from .errors import CameraError, MaskipyError, OutputError, report_error
+from .errors import CameraError, MaskipyError, OutputError
 from .swap import PID_FILE  # the bundle manager reads it to send SIGHUP after installing a model
 
 log = logging.getLogger(__name__)
@@ -205,14 +206,14 @@ def setup_logging(verbose: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``maskipy-edge``; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if argv[:1] == ["bundle"]:
-            return cmd_bundle(argv[1:])
-        args = build_parser().parse_args(argv)
-        setup_logging(args.verbose)
-        return args.func(args)
-    except MaskipyError as exc:
-        return report_error(PROG, exc)
+    if argv[:1] == ["bundle"]:
+        return cmd_bundle(argv[1:])
+    return run_command(PROG, build_parser(), run_subcommand, argv)
+
+
+def run_subcommand(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    return args.func(args)
 
 
 if __name__ == "__main__":
