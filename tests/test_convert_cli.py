@@ -57,12 +57,12 @@ def test_maskipy_convert_writes_a_bundle_the_edge_runs(tiny_training: Path, tmp_
     assert probs.shape == (2, 4) and np.allclose(probs.sum(1), 1.0, atol=0.02)
 
 
-def test_a_bundle_failing_parity_leaves_the_old_one(tiny_training: Path, tmp_path: Path, capsys) -> None:
+def test_a_failed_conversion_leaves_the_old_bundle(tiny_training: Path, tmp_path: Path, capsys) -> None:
     output = tmp_path / "bundle"
     output.mkdir()
     (output / "keep.txt").write_text("the previous bundle")
-    # Agreement above 1 cannot be met: the converter must refuse and say where the rejected one is.
-    assert main(["--config", str(tiny_ini(tmp_path, tiny_training, output, 1.0001))]) == 1
+    config = tiny_ini(tmp_path, tiny_training, output, 0.0)
+    assert main(["--config", str(config), "--model", str(tmp_path / "absent.keras")]) == 1
     err = capsys.readouterr().err
-    assert "maskipy-convert: error: " in err and "min_agreement" in err and str(output) in err
-    assert (output / "keep.txt").read_text() == "the previous bundle"
+    assert f"maskipy-convert: error: {tmp_path / 'absent.keras'}: Keras model not found" in err
+    assert "Traceback" not in err and (output / "keep.txt").read_text() == "the previous bundle"
