@@ -54,3 +54,17 @@ def test_arm64_run_counts_like_x86(suite: str, cpu: str, scenes_dir: Path, x86_e
         assert abs(ours["confidence"] - theirs["confidence"]) <= CONFIDENCE_TOLERANCE
     totals = json.loads((state / "totals.json").read_text())
     assert sum(totals["totals"].values()) == 10, totals
+
+
+def test_an_unreachable_archive_is_a_stated_skip(tmp_path: Path, scenes_dir: Path) -> None:
+    """No silent pass: without the Debian archive the script says why, with its own exit code."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "apt-get").write_text("#!/bin/sh\necho 'E: Failed to fetch (no network here)' >&2\nexit 100\n")
+    (fake / "apt-get").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", MASKIPY_ARM64_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run(["bash", str(SMOKE), "bookworm", str(tmp_path / "state"), str(scenes_dir)],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.stdout.startswith("skip: apt cannot reach the Debian archive for trixie/amd64")
+    assert "no network here" in done.stderr

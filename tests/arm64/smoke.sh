@@ -63,7 +63,8 @@ private_apt() {
         [[ $file == /etc/apt/sources.list ]] && target=$dir/sources.list
         sed -E "s/\\b$host\\b/$suite/g" "$file" >"$target"
     done
-    if ! apt-get "${APT_OPTS[@]}" update >"$dir/update.log" 2>&1 || grep -q '^[WE]:' "$dir/update.log"; then
+    if ! apt-get "${APT_OPTS[@]}" update >"$dir/update.log" 2>&1 \
+            || grep -Eq '^(E:|W: Failed to fetch|W: Some index files failed)' "$dir/update.log"; then
         cat "$dir/update.log" >&2
         rm -rf "$dir"
         skip "apt cannot reach the Debian archive for $suite/$arch (see the log above)"
@@ -121,7 +122,9 @@ install_wheels() {
     local build=$CACHE/build-$SUITE
     rm -rf "$build" && mkdir -p "$build/dist"
     # Built on the host: without binfmt_misc pip could not run the emulated Python for a build.
-    "$HOST_PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w "$build/dist" "$REPO" >/dev/null
+    # Without build isolation when the venv can (fast, offline); else pip fetches setuptools and wheel.
+    "$HOST_PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w "$build/dist" "$REPO" >/dev/null 2>&1 \
+        || "$HOST_PYTHON" -m pip wheel -q --no-deps -w "$build/dist" "$REPO" >/dev/null
     SITE=$build/site
     local chosen=() wheel
     for wheel in "$wheels"/*.whl; do
