@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from maskipy.edge.cli import main
@@ -152,6 +153,11 @@ def test_check_says_to_stop_a_running_gate_first(tmp_path, capsys):
     state.mkdir()
     gate = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "maskipy-edge"])
     try:
+        # Its /proc/PID/cmdline reads empty until exec completes: wait for the command line.
+        cmdline = Path(f"/proc/{gate.pid}/cmdline")
+        deadline = time.monotonic() + 10
+        while b"maskipy-edge" not in cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         (state / "maskipy-edge.pid").write_text(f"{gate.pid}\n")
         code = main(["check", "--state-dir", str(state), "--source", str(tmp_path / "none.mp4")])
         out = capsys.readouterr().out
