@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from maskipy.edge.errors import MaskipyError, ModelError, report_error
+from maskipy.edge.cli_runner import run_command
+from maskipy.edge.errors import ModelError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,14 +162,14 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def convert_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        run(args)
-    except MaskipyError as exc:
-        return report_error("maskipy-convert", exc)
+    run(args)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command("maskipy-convert", build_parser(), convert_command, argv)
 
 
 if __name__ == "__main__":

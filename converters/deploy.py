@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from maskipy.edge.bundle import META_FILE, MODEL_FILE, Bundle, load_bundle, sha256_file
-from maskipy.edge.errors import DeployError, MaskipyError, report_error
+from maskipy.edge.cli_runner import run_command
+from maskipy.edge.errors import DeployError, MaskipyError
 
 DEFAULT_STATE_DIR = "/var/lib/maskipy"
 DEFAULT_CONFIG = "/etc/maskipy/config.ini"
@@ -210,15 +211,8 @@ def summary(results: Sequence[HostResult]) -> str:
     return "\n".join(rows)
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage mistakes become DeployError, so they print like every other error and exit 1."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise DeployError(f"{message} (see maskipy-deploy --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="maskipy-deploy", description=(
+    parser = argparse.ArgumentParser(prog="maskipy-deploy", description=(
         "Copy a model bundle to one or more Pis over ssh, check its sha256 there, and install it "
         "with 'maskipy-edge bundle install' (validated, swapped atomically, service reloaded). "
         "Uses your ssh config and keys; never asks for a password."),
@@ -333,10 +327,8 @@ def deploy(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``maskipy-deploy BUNDLE HOST [HOST...]`` or ``maskipy-deploy --rollback HOST [HOST...]``."""
-    try:
-        return deploy(build_parser().parse_intermixed_args(argv))
-    except (MaskipyError, OSError) as exc:
-        return report_error("maskipy-deploy", exc)
+    return run_command("maskipy-deploy", build_parser(), deploy, argv, errors=(MaskipyError, OSError),
+                       intermixed=True)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from . import swap
+from .cli_runner import run_command
 from .config import EdgeConfig, example_config, load_edge_config
-from .errors import CameraError, MaskipyError, OutputError, report_error, stderr_is_journal
+from .errors import CameraError, MaskipyError, OutputError, stderr_is_journal
 from .swap import PID_FILE  # the bundle manager reads it to send SIGHUP after installing a model
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,16 @@ def _check_mqtt(config: EdgeConfig) -> str:
     return probe_broker(config.mqtt)
 
 
+def _running_gate(config: EdgeConfig) -> str:
+    """Why the checks would fail for a running gate's sake (it holds the camera and pins), or ''."""
+    pid, _ = swap._running_pid(config.counts.state_dir)
+    if pid is None or pid == os.getpid():
+        return ""
+    return (f"maskipy-edge is already running (pid {pid}, {config.counts.state_dir}/{PID_FILE}) and "
+            f"holds the camera and GPIO pins; stop it first (sudo systemctl stop maskipy-edge), "
+            f"check, then start it again")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Preflight: config, model, source, GPIO, state directory and MQTT broker, each ✓ or ✗."""
     try:
@@ -141,6 +152,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"✗ config: {exc}")
         return 1
     print(f"✓ config: {config.path}")
+    running = _running_gate(config)
+    if running:
+        print(f"✗ service: {running}")
+        return 1
     checks: list[tuple[str, Callable[[EdgeConfig], str]]] = [
         ("model", _check_model), ("source", _check_source), ("gpio", _check_gpio),
         ("state", _check_state_dir), ("mqtt", _check_mqtt)]
@@ -211,14 +226,14 @@ def setup_logging(verbose: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``maskipy-edge``; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if argv[:1] == ["bundle"]:
-            return cmd_bundle(argv[1:])
-        args = build_parser().parse_args(argv)
-        setup_logging(args.verbose)
-        return args.func(args)
-    except MaskipyError as exc:
-        return report_error(PROG, exc)
+    if argv[:1] == ["bundle"]:
+        return cmd_bundle(argv[1:])
+    return run_command(PROG, build_parser(), run_subcommand, argv)
+
+
+def run_subcommand(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,18 @@ ensure_dir() {
     run install -d -o "${owner%%:*}" -g "${owner##*:}" -m "$mode" "$path"
 }
 
+# ai-edge-litert, OpenCV and numpy have no 32-bit ARM wheels: pip would fail deep in a build instead.
+check_architecture() {
+    local arch
+    arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+    case $arch in
+        arm64|aarch64|amd64|x86_64) ;;  # x86-64: tests and development machines
+        *) die "maskipy needs 64-bit Raspberry Pi OS (Pi 3, Zero 2 W, 4, 5); this system is $arch" ;;
+    esac
+}
+
 check_system() {
+    check_architecture
     local codename=unknown
     if [[ -r /etc/os-release ]]; then
         # shellcheck source=/dev/null
@@ -97,7 +108,8 @@ install_apt() {
         return
     fi
     run apt-get update
-    run env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+    # Without --no-install-recommends picamera2 pulls Qt and a desktop onto Pi OS Lite.
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
 install_user() {
@@ -107,6 +119,9 @@ install_user() {
     local group
     for group in video gpio; do
         getent group "$group" >/dev/null || run groupadd --system "$group"
+        # In the groups for good, not only through the unit: 'sudo -u maskipy maskipy-edge check' works too.
+        id -nG "$SERVICE_USER" 2>/dev/null | tr ' ' '\n' | grep -qx "$group" \
+            || run usermod -aG "$group" "$SERVICE_USER"
     done
     if [[ -n $DEPLOY_USER && $DEPLOY_USER != root ]]; then
         id -nG "$DEPLOY_USER" 2>/dev/null | tr ' ' '\n' | grep -qx "$SERVICE_USER" \
@@ -114,11 +129,20 @@ install_user() {
     fi
 }
 
+system_numpy_version() {
+    /usr/bin/python3 -c 'import numpy; print(numpy.__version__)' 2>/dev/null || true
+}
+
 # pip would otherwise pull numpy 2 over apt's numpy and break picamera2's compiled helpers.
 numpy_constraint() {
     local version
-    version=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)' 2>/dev/null || true)
-    [[ -n $version ]] && printf 'numpy==%s\n' "$version"
+    version=$(system_numpy_version)
+    [[ -n $version ]] || return 0
+    printf 'numpy==%s\n' "$version"
+    # OpenCV >= 4.12 needs numpy 2: without the cap pip fetches 143 MB of those wheels before 4.11.
+    if [[ ${version%%.*} -lt 2 ]]; then
+        printf 'opencv-python-headless<4.12\n'
+    fi
     return 0
 }
 
@@ -239,4 +263,7 @@ main() {
     fi
 }
 
-main "$@"
+# Sourced (by the tests) it only defines the functions.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi

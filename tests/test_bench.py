@@ -59,8 +59,17 @@ def test_edge_pipeline_writes_stage_times_speedup_and_recall(tmp_path, tiny_mode
     assert "every_n_frames=2" in entry["variants"]
     assert data["frame_types"]["scenes"]["edge"]["recall"] is None
     assert {"speedup_ok", "recall_ok"} <= set(data["bars"])
-    if data["pi_estimate"]:  # only when the edge found a face to time the classifier on
-        assert {"edge", "edge[every_n_frames=2]"} <= set(data["pi_estimate"]["frame_types"]["scenes"])
+    # Each 1face frame holds a real face: the edge must find it, or nothing timed the classifier and
+    # the Pi estimate below would be empty.
+    assert entry["edge"]["faces_found_per_frame"] > 0, entry["edge"]
+    assert entry["edge"]["stages_ms"]["classify"]["mean"] > 0
+    estimate = data["pi_estimate"]
+    assert estimate, "no Pi estimate although the edge found and classified faces"
+    assert estimate["detect_factor"] > 0 and estimate["classify_factor"] > 0
+    for name in ("640x480_1face", "scenes"):
+        runs = estimate["frame_types"][name]
+        assert set(runs) == {"edge", "edge[every_n_frames=2]"}
+        assert all(run["pi4_fps"] > 0 and run["pi5_fps"] > run["pi4_fps"] for run in runs.values())
 
 
 def test_match_faces_counts_each_true_face_once():

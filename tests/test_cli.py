@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from maskipy.edge.cli import main
@@ -58,25 +59,25 @@ def test_check_fails_on_a_missing_source_and_a_bad_model(tmp_path, capsys):
     assert "✗ source: " in out and "nowhere.mp4" in out
 
 
-def test_bundle_is_handed_to_the_bundle_manager(capsys, tmp_path):
-    try:
-        import maskipy.edge.swap  # noqa: F401
-    except ImportError:
-        assert main(["bundle", "status"]) == 1
-        assert "maskipy-edge: error: bundle:" in capsys.readouterr().err
-        return
+def test_bundle_is_handed_to_the_bundle_manager(capsys, tmp_path, bundle_dir):
     assert main(["bundle", "status", "--state-dir", str(tmp_path)]) == 0
     assert str(tmp_path) in capsys.readouterr().out
+    assert main(["bundle", "install", str(bundle_dir), "--state-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "models" / "current").is_symlink()
+    # The deployed bundle is what `check` then loads.
+    assert main(["check", "--state-dir", str(tmp_path), "--source", str(tmp_path / "none.mp4")]) == 1
+    out = capsys.readouterr().out
+    assert f"✓ model: {(tmp_path / 'models' / 'current').resolve()}" in out, out
 
 
-def test_run_on_the_scenes_counts_logs_and_drives_mock_pins(tmp_path, bundle_dir, scenes_dir, capsys,
+def test_run_on_the_scenes_counts_logs_and_drives_mock_pins(tmp_path, default_bundle, scenes_dir, capsys,
                                                            mock_factory, monkeypatch):
     monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
     config = tmp_path / "c.ini"
     config.write_text("[outputs]\ndevices = led, buzzer, log\nbeep_on_seconds = 0.01\n"
                       f"beep_off_seconds = 0.01\n[preview]\nannotate_dir = {tmp_path / 'annotated'}\n")
     state = tmp_path / "state"
-    code = main(["run", "--config", str(config), "--source", str(scenes_dir), "--model", str(bundle_dir),
+    code = main(["run", "--config", str(config), "--source", str(scenes_dir), "--model", str(default_bundle),
                  "--state-dir", str(state), "--max-frames", "20"])
     out = capsys.readouterr().out
     assert code == 0
@@ -87,8 +88,14 @@ def test_run_on_the_scenes_counts_logs_and_drives_mock_pins(tmp_path, bundle_dir
     events = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
     assert len(events) == total and all(len(e["box"]) == 4 and e["label"] in printed for e in events)
     assert len(list((tmp_path / "annotated").glob("*.jpg"))) == 10
-    led_changes = [len(mock_factory.pin(p).states) for p in (17, 27)]
-    assert sum(led_changes) >= 2  # an LED went on and off again at close
+    # The scenes hold masked and unmasked people: each LED must have lit (a mock pin records its
+    # initial off state too, so counting states alone would pass with LEDs that never lit).
+    labels = {e["label"] for e in events}
+    assert "properly_masked" in labels and labels & {"improperly_masked", "unmasked"}, labels
+    for pin in (17, 27, 22):  # green LED, red LED, buzzer
+        states = [s.state for s in mock_factory.pin(pin).states]
+        assert any(states), f"pin {pin} never went on: {states}"
+        assert not states[-1], f"pin {pin} left on after the run"
 
 
 def test_the_entry_point_runs_as_a_process():
@@ -138,3 +145,29 @@ def test_sighup_reloads_and_sigterm_flushes_a_real_process(tmp_path, bundle_dir,
     assert process.returncode == 0, "".join(lines)
     assert "properly_masked: " in out and "unmasked: " in out
     assert (state / "totals.json").is_file() and not (state / "maskipy-edge.pid").exists()
+
+
+def test_check_says_to_stop_a_running_gate_first(tmp_path, capsys):
+    """The service holds the camera (libcamera: one process per camera) and the GPIO lines."""
+    state = tmp_path / "state"
+    state.mkdir()
+    gate = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "maskipy-edge"])
+    try:
+        # Its /proc/PID/cmdline reads empty until exec completes: wait for the command line.
+        cmdline = Path(f"/proc/{gate.pid}/cmdline")
+        deadline = time.monotonic() + 10
+        while b"maskipy-edge" not in cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (state / "maskipy-edge.pid").write_text(f"{gate.pid}\n")
+        code = main(["check", "--state-dir", str(state), "--source", str(tmp_path / "none.mp4")])
+        out = capsys.readouterr().out
+        assert code == 1
+        assert f"✗ service: maskipy-edge is already running (pid {gate.pid}" in out
+        assert "sudo systemctl stop maskipy-edge" in out and "✓ model" not in out
+    finally:
+        gate.kill()
+        gate.wait()
+    # Once it is gone the pid file is stale: check goes on to the real checks.
+    assert main(["check", "--state-dir", str(state), "--source", str(tmp_path / "none.mp4")]) == 1
+    out = capsys.readouterr().out
+    assert "✗ service" not in out and "✗ source: " in out

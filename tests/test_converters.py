@@ -36,13 +36,51 @@ def test_bundle_is_full_integer_int8_with_its_contract(tiny_bundle: Path):
     assert "non-commercial" in meta["licence"]
 
 
-def test_golden_output_is_reproduced_by_the_edge(tiny_bundle: Path):
+# The golden answers were written by ai-edge-litert at conversion; TensorFlow's own TFLite build reads
+# them back here. Two int8 output steps (scale 1/256) cover the kernels' different rounding.
+GOLDEN_TOLERANCE = 2 / 256
+
+
+def test_golden_output_is_reproduced_by_another_runtime(tiny_bundle: Path):
+    """model.json's golden numbers against TensorFlow's interpreter (not the one that wrote them)."""
+    import tensorflow as tf
+
+    from maskipy.edge.preprocess import to_input
+
     bundle = load_bundle(tiny_bundle)
     golden = bundle.metadata["golden"]
     crop = np.random.default_rng(golden["seed"]).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
-    probs = TFLiteClassifier(bundle, num_threads=1).classify(crop)
-    np.testing.assert_allclose(probs, golden["probabilities"], atol=1e-4)
+    interpreter = tf.lite.Interpreter(model_path=str(bundle.model_path), num_threads=1)
+    interpreter.allocate_tensors()
+    source, sink = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.set_tensor(source["index"], to_input(crop, source["dtype"], *source["quantization"]))
+    interpreter.invoke()
+    scale, zero = sink["quantization"]
+    probs = (interpreter.get_tensor(sink["index"]).astype(np.float32) - zero) * scale
+    np.testing.assert_allclose(probs, golden["probabilities"], atol=GOLDEN_TOLERANCE)
     assert probs.sum() == pytest.approx(1.0, abs=0.02)
+
+
+def test_stored_parity_is_what_a_new_measurement_gives(tiny_bundle: Path, tiny_training: Path):
+    """model.json's parity block, measured again from the files: the held-out crops, the saved Keras
+    model and the bundle in a fresh interpreter."""
+    import keras
+    from conftest import SHARED, tiny_train_config
+
+    from maskipy.converters.parity import check_parity
+    from maskipy.edge.config import DetectorConfig
+    from maskipy.trainer.train import prepare_crops
+
+    _, parts, _ = prepare_crops(tiny_train_config(SHARED, tiny_bundle.parent), DetectorConfig())
+    test = parts["test"]
+    model = keras.models.load_model(tiny_training / "model.keras", compile=False)
+    measured = check_parity(model, tiny_bundle, test.crops, list(test.labels), sources=list(test.sources))
+    stored = load_bundle(tiny_bundle).metadata["parity"]
+    assert measured["n"] == stored["n"] > 0
+    # The converter used 2 threads as check_parity does: the same numbers, to the 4 decimals stored.
+    for key in ("agreement", "float_accuracy", "quantized_accuracy", "max_probability_difference"):
+        assert measured[key] == pytest.approx(stored[key], abs=1e-4), key
+    assert measured["per_class"] == stored["per_class"]
 
 
 def test_the_model_gives_different_answers_for_different_faces(tiny_bundle: Path, shared_data):
@@ -108,19 +146,38 @@ def test_edge_refuses_a_missing_or_broken_bundle(tmp_path):
         load_bundle(tmp_path)
 
 
+# float32 TFLite is the Keras graph in another runtime; uint8 is one quantization step per tensor away.
+FLOAT32_TOLERANCE = 1e-4
+UINT8_MEAN_TOLERANCE = 0.05
+
+
 def test_uint8_and_float32_variants_convert_and_run(tiny_bundle, shared_data):
     import keras
 
+    from maskipy.converters.parity import float_answers
     from maskipy.converters.tflite import convert
     from maskipy.edge.classify import load_interpreter_class
+    from maskipy.edge.preprocess import to_input
 
     model = keras.models.load_model(tiny_bundle.parent / "model" / "model.keras", compile=False)
     crops = np.random.default_rng(1).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    expected = float_answers(model, crops)
     interpreter_class, _ = load_interpreter_class()
-    for mode, dtype in (("uint8", np.uint8), ("float32", np.float32)):
+    for mode, dtype, tolerance in (("uint8", np.uint8, UINT8_MEAN_TOLERANCE),
+                                   ("float32", np.float32, FLOAT32_TOLERANCE)):
         interpreter = interpreter_class(model_content=convert(model, mode, crops))
         interpreter.allocate_tensors()
-        assert interpreter.get_input_details()[0]["dtype"] == dtype
+        source, sink = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        assert source["dtype"] == dtype
+        answers = []
+        for crop in crops:
+            interpreter.set_tensor(source["index"], to_input(crop[None], dtype, *source["quantization"]))
+            interpreter.invoke()
+            raw = interpreter.get_tensor(sink["index"]).astype(np.float32)
+            scale, zero = sink["quantization"]
+            answers.append((raw - zero) * scale if scale else raw)
+        answers = np.concatenate(answers)
+        assert np.abs(answers - expected).mean() <= tolerance, (mode, answers, expected)
 
 
 def test_percentile_range_clips_rare_outliers_and_keeps_zero():

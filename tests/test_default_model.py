@@ -22,9 +22,17 @@ def test_default_bundle_is_a_small_int8_model_with_its_recipe(default_bundle):
     assert "non-commercial" in meta["licence"]
     assert meta["parity"]["n"] > 1000
     # Percentile calibration, and the agreement the recipe and README state (converters/default-model.ini).
+    # This is the converter's record: the float Keras model is not shipped, so it cannot be re-measured
+    # here (test_converters re-measures the tiny bundle's; `make default-model` re-measures this one).
     assert meta["calibration"]["method"] == "percentile"
     assert meta["parity"]["agreement"] >= 0.99
     assert meta["parity"]["per_source"]["faces"]["agreement"] >= 0.995
+
+
+# The golden answers in model.json were written when the bundle was built (another process, machine
+# and day). A deploy accepts the bundle's own tolerance (0.05); the shipped file must do far better:
+# two int8 output steps (scale 1/256).
+GOLDEN_TOLERANCE = 2 / 256
 
 
 def test_default_model_reproduces_its_golden_output(default_bundle):
@@ -32,7 +40,7 @@ def test_default_model_reproduces_its_golden_output(default_bundle):
     golden = bundle.metadata["golden"]
     crop = np.random.default_rng(golden["seed"]).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
     probs = TFLiteClassifier(bundle, num_threads=1).classify(crop)
-    np.testing.assert_allclose(probs, golden["probabilities"], atol=golden["tolerance"])
+    np.testing.assert_allclose(probs, golden["probabilities"], atol=GOLDEN_TOLERANCE)
 
 
 def test_default_model_recognises_real_faces(default_bundle, shared_data):

@@ -57,3 +57,34 @@ def test_legacy_tflite_runtime_agrees_with_ai_edge_litert(default_bundle, shared
           f"max |dp| {difference.max():.4f}")
     assert agreement >= 0.95
     assert difference.mean() <= 0.01
+
+
+def legacy_edge(*argv: str) -> subprocess.CompletedProcess[str]:
+    """maskipy-edge itself (the kit's code, not a bare interpreter) in the legacy Python."""
+    return subprocess.run([LEGACY, "-m", "maskipy.edge.cli", *argv], capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+@pytest.mark.skipif(not LEGACY or not Path(LEGACY).is_file(),
+                    reason="MASKIPY_LEGACY_PYTHON (a Python <= 3.11 with tflite-runtime 2.14) not set")
+def test_the_kit_runs_on_the_legacy_runtime_and_counts_alike(default_bundle, scenes_dir, tmp_path):
+    """`maskipy-edge run` and `bundle validate` on tflite-runtime 2.14 + numpy 1.x, as an older Pi
+    install has them, against this venv's ai-edge-litert on the same scenes."""
+    import json
+
+    from maskipy.edge.cli import main
+
+    probe = subprocess.run([LEGACY, "-c", "import numpy, ai_edge_litert"], capture_output=True, text=True)
+    assert probe.returncode != 0, "the legacy venv must not have ai-edge-litert, or it is not the legacy path"
+    validated = legacy_edge("bundle", "validate", str(default_bundle))
+    assert validated.returncode == 0 and "golden output within" in validated.stdout, validated.stderr
+    legacy = legacy_edge("run", "--source", str(scenes_dir), "--state-dir", str(tmp_path / "legacy"))
+    assert legacy.returncode == 0, legacy.stderr
+    assert "via tflite-runtime" in legacy.stderr
+    assert main(["run", "--source", str(scenes_dir), "--state-dir", str(tmp_path / "litert")]) == 0
+
+    def labels(state: str) -> list[tuple[int, str]]:
+        lines = (tmp_path / state / "events.jsonl").read_text().splitlines()
+        return [(event["track"], event["label"]) for event in map(json.loads, lines)]
+
+    assert labels("legacy") == labels("litert") and len(labels("legacy")) >= 8

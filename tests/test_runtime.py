@@ -8,8 +8,10 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from maskipy.edge.bundle import load_bundle
 from maskipy.edge.config import load_edge_config
 from maskipy.edge.runtime import STAGES, EdgeRuntime, resolve_model
 from maskipy.edge.sdnotify import SystemdNotifier
@@ -135,14 +137,22 @@ def test_stop_flushes_counts_and_releases_gpio(tmp_path, bundle_dir, scene_frame
         LED(pin, pin_factory=mock_factory).close()
 
 
-def test_model_resolution_order(tmp_path):
+def test_model_resolution_order(tmp_path, bundle_dir):
     config = make_config(tmp_path)
     assert resolve_model(config, "cli/bundle") == "cli/bundle"
     assert resolve_model(config.replace("classifier", model="ini/bundle")) == "ini/bundle"
-    try:
-        import maskipy.edge.swap  # noqa: F401
-    except ImportError:
-        assert resolve_model(config) is None  # no swap module yet: the bundled default
+    assert resolve_model(config) is None  # nothing deployed: the bundled default
+    from maskipy.edge.swap import install_bundle
+
+    installed = install_bundle(bundle_dir, config.counts.state_dir, notify=False)
+    current = config.counts.state_dir / "models" / "current"
+    assert resolve_model(config) == current.resolve() == installed.current
+    # The runtime loads the deployed models/current, not the default.
+    frame = np.zeros((120, 160, 3), np.uint8)
+    runtime = EdgeRuntime(config, notifier=SystemdNotifier(""), source_opener=lambda: ReplaySource([frame]))
+    runtime.run(max_frames=1)
+    assert runtime.bundle.directory == current.resolve()
+    assert runtime.bundle.sha256 == load_bundle(bundle_dir).sha256
 
 
 def test_bad_model_fails_before_anything_is_opened(tmp_path):

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from maskipy.edge.errors import MaskipyError, report_error
+from maskipy.edge.cli_runner import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,27 +17,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def train_command(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from .config import load_train_config
+    from .train import train
+
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        import dataclasses
-        from pathlib import Path
-
-        from .config import load_train_config
-        from .train import train
-
-        config, detector = load_train_config(args.config)
-        if args.output_dir:
-            config = dataclasses.replace(config, output_dir=Path(args.output_dir))
-        if args.limit is not None:
-            config = dataclasses.replace(config, limit=args.limit)
-        result = train(config, detector)
-    except MaskipyError as exc:
-        return report_error("maskipy-train", exc)
+    config, detector = load_train_config(args.config)
+    if args.output_dir:
+        config = dataclasses.replace(config, output_dir=Path(args.output_dir))
+    if args.limit is not None:
+        config = dataclasses.replace(config, limit=args.limit)
+    result = train(config, detector)
     print(f"model: {result.model_path}")
     print("wall time: " + ", ".join(f"{k} {v}" for k, v in result.timings.items()))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command("maskipy-train", build_parser(), train_command, argv)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ import numpy as np
 
 from maskipy.edge.bundle import load_bundle
 from maskipy.edge.classify import TFLiteClassifier
+from maskipy.edge.cli_runner import run_command
 from maskipy.edge.config import DetectorConfig, load_edge_config
 from maskipy.edge.detect import build_detector, iou
-from maskipy.edge.errors import ConfigError, ImageError, MaskipyError, report_error
+from maskipy.edge.errors import ConfigError, ImageError
 from maskipy.edge.preprocess import Box, crop_face, read_image, whole_image_box
 
 from . import report
@@ -145,15 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def eval_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    try:
-        detector = load_edge_config(args.config).detector if args.detect else None
-        evaluator = Evaluator(args.model, detector, args.crop_margin)
-        result = evaluate(evaluator, list_images(args.data_dir), parse_label_map(args.label_map))
-    except MaskipyError as exc:
-        return report_error("maskipy-eval", exc)
+    detector = load_edge_config(args.config).detector if args.detect else None
+    evaluator = Evaluator(args.model, detector, args.crop_margin)
+    result = evaluate(evaluator, list_images(args.data_dir), parse_label_map(args.label_map))
     print(report.format_metrics(str(args.data_dir), result))
     if "false_alarm_rate" in result:
         print(report.format_false_alarms(result))
@@ -168,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     if png:
         report.plot_confusion(result, png, str(args.data_dir))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command("maskipy-eval", build_parser(), eval_command, argv)
 
 
 if __name__ == "__main__":

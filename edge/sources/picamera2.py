@@ -20,6 +20,12 @@ def _import_picamera2() -> Any:
         raise CameraError(f"picamera2 is not importable ({exc}); install python3-picamera2 with apt "
                           f"(sudo apt install python3-picamera2) and make the venv with "
                           f"--system-site-packages, or use a USB camera (source = /dev/video0)") from None
+    except ValueError as exc:
+        # "numpy.dtype size changed": apt's picamera2/simplejpeg were built for apt's numpy, and pip
+        # put another numpy first in the venv.
+        raise CameraError(f"picamera2 does not load with this numpy ({exc}); keep apt's numpy: "
+                          f"/opt/maskipy/bin/pip uninstall numpy (install.sh pins it in "
+                          f"/opt/maskipy/constraints.txt)") from None
     return Picamera2
 
 

@@ -1,0 +1,67 @@
+"""One way to run every ``maskipy-*`` command (in the spirit of gpiozero's ``CliTool``).
+
+The policy, the same for each command:
+
+- usage errors (an unknown option, a missing argument) are argparse's: usage line, exit 2;
+- user errors (a missing file, a bad config value, a model that fails its checks) print one line,
+  ``maskipy-X: error: <problem and fix>``, and exit 1; ``DEBUG=1`` prints the traceback too;
+- Ctrl-C prints ``maskipy-X: interrupted`` and exits 130, without a traceback;
+- ``--version`` prints ``maskipy-X <version of the installed maskipy package>``.
+
+A command is a parser and a function of the parsed arguments that returns an exit code::
+
+    def main(argv=None) -> int:
+        return run_command("maskipy-train", build_parser(), train_command, argv)
+
+The trainer and converters import this module; nothing in edge/ imports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import MaskipyError, report_error
+
+PACKAGE = "maskipy"
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+
+
+def package_version() -> str:
+    """The installed maskipy's version, or a note saying it runs from an uninstalled checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PACKAGE)
+    except PackageNotFoundError:
+        return "(not installed: pip install -e .)"
+
+
+def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give ``parser`` a ``--version`` option (once)."""
+    if "--version" not in parser._option_string_actions:
+        parser.add_argument("--version", action="version", version=f"{parser.prog} {package_version()}")
+    return parser
+
+
+def run_command(prog: str, parser: argparse.ArgumentParser,
+                command: Callable[[argparse.Namespace], int | None], argv: Sequence[str] | None = None, *,
+                errors: tuple[type[BaseException], ...] = (MaskipyError,),
+                hint: Callable[[BaseException], str] | None = None, intermixed: bool = False) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``) and run ``command``; returns the exit code.
+
+    ``errors``: the exception types that are the user's to fix (reported in one line, exit 1);
+    anything else is a bug and keeps its traceback. ``hint`` may add a fix for one of them.
+    ``intermixed``: options may follow positional arguments (``parse_intermixed_args``).
+    """
+    add_version(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_intermixed_args(argv) if intermixed else parser.parse_args(argv)
+    try:
+        return int(command(args) or 0)
+    except errors as exc:
+        return report_error(prog, exc, hint(exc) if hint else "")
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return INTERRUPTED
