@@ -14,6 +14,7 @@ import numpy as np
 from . import swap
 from .config import EdgeConfig, example_config, load_edge_config
 from .errors import CameraError, MaskipyError, OutputError, report_error
+from .statelock import StateLock
 from .swap import PID_FILE  # the bundle manager reads it to send SIGHUP after installing a model
 
 log = logging.getLogger(__name__)
@@ -61,15 +62,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runtime import EdgeRuntime, install_signal_handlers
 
     config = load_config(args)
-    runtime = EdgeRuntime(config)
-    previous = install_signal_handlers(runtime)
-    pid_file = write_pid_file(config.counts.state_dir)
-    try:
-        counts = runtime.run(max_frames=args.max_frames)
-    finally:
-        remove_pid_file(pid_file)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    with StateLock(config.counts.state_dir):
+        runtime = EdgeRuntime(config)
+        previous = install_signal_handlers(runtime)
+        # run() re-checks the deployed model after this, so a deploy during start-up is never lost.
+        pid_file = write_pid_file(config.counts.state_dir)
+        try:
+            counts = runtime.run(max_frames=args.max_frames)
+        finally:
+            remove_pid_file(pid_file)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     timing = runtime.timer.as_dict()
     print(f"{timing['frames']} frames, {timing['faces']} faces")
     for label in config.classifier.labels:

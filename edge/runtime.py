@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle, load_bundle
-from .classify import build_classifier
+from .bundle import Bundle
 from .config import EdgeConfig
 from .detect import Detection, build_detector
-from .errors import MaskipyError
+from .modelload import load_model, load_start_model
 from .outputs import Output, build_outputs, close_outputs
 from .preprocess import Box, crop_face
 from .sdnotify import SystemdNotifier
@@ -117,14 +116,16 @@ class EdgeRuntime:
         self.outputs: list[Output] = []
         self.watchdog: SourceWatchdog | None = None
         self.detector = build_detector(config.detector)
-        self.bundle, self.classifier = self.load_model()
+        self.model_problem: str | None = None  # set while a fallback model runs; shown in STATUS=
+        self.bundle, self.classifier = self.load_model_at_start()
         try:
             self.outputs = build_outputs(config, pin_factory)
             opener = source_opener or (lambda: open_source(self.source_spec, config.camera))
             self.watchdog = SourceWatchdog(
                 opener, stall_seconds=config.camera.stall_seconds,
                 max_restarts_per_minute=config.camera.max_restarts_per_minute,
-                heartbeat=Heartbeat(heartbeat_path(config.counts.state_dir)), clock=clock)
+                heartbeat=Heartbeat(heartbeat_path(config.counts.state_dir)), clock=clock,
+                sleep=self._stop.wait)  # a sleep SIGTERM cuts short
         except BaseException:
             self.close()
             raise
@@ -142,16 +143,26 @@ class EdgeRuntime:
 
     def load_model(self) -> tuple[Bundle, Any]:
         """Load and verify the bundle named by ``resolve_model`` and build its classifier."""
-        bundle = load_bundle(resolve_model(self.config, self.model_location))
-        return bundle, build_classifier(self.config.classifier, bundle)
+        return load_model(self.config, resolve_model(self.config, self.model_location))
+
+    def load_model_at_start(self) -> tuple[Bundle, Any]:
+        """The deployed model, falling back to the previous or built-in one (see ``load_start_model``)."""
+        start = load_start_model(self.config, self.model_location or self.config.classifier.model)
+        self._started_from, self.model_problem = start.deployed, start.problem
+        return start.bundle, start.classifier
 
     def run(self, max_frames: int | None = None) -> dict[str, int]:
         """The frame loop; closes everything on the way out and returns this run's counts."""
         self.notifier.ready(self.status_line())
         log.info("%s: running with model %s (%s)", self.source_spec, self.bundle.directory,
                  self.bundle.sha256[:12])
+        if self._deployed_since_start():
+            log.info("model: a bundle was deployed while starting; loading it")
+            self.request_reload()
         try:
             while not self._stop.is_set() and (max_frames is None or self.timer.frames < max_frames):
+                # The loop is alive even when the camera is not: ping, and let the watchdog recover.
+                self._ping(self._clock())
                 if self._reload.is_set():
                     self.reload_model()
                 frame = self.capture()
@@ -163,6 +174,13 @@ class EdgeRuntime:
         finally:
             self.close()
         return dict(self.counts)
+
+    def _deployed_since_start(self) -> bool:
+        """True when ``current`` moved after this process chose its model (a deploy during start-up)."""
+        if self.model_location or self.config.classifier.model:
+            return False
+        now = current_bundle_dir(self.config.counts.state_dir)
+        return now is not None and now != self._started_from
 
     def capture(self) -> np.ndarray | None:
         """The next frame through the watchdog (which reopens a stalled source)."""
@@ -220,7 +238,14 @@ class EdgeRuntime:
 
     def status_line(self) -> str:
         counted = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nobody yet"
-        return f"{self.source_spec}: {self.timer.frames} frames; counted {counted}"
+        line = f"{self.source_spec}: {self.timer.frames} frames; counted {counted}"
+        problems = self.problems()
+        return f"DEGRADED ({'; '.join(problems)}) {line}" if problems else line
+
+    def problems(self) -> list[str]:
+        """What is wrong but not fatal (a fallback model, counts kept only in memory); [] when healthy."""
+        found = [self.model_problem] if self.model_problem else []
+        return found + [o.degraded for o in self.outputs if getattr(o, "degraded", None)]
 
     def request_reload(self) -> None:
         """Ask the loop to reload the model before its next frame (the SIGHUP handler)."""
@@ -232,12 +257,13 @@ class EdgeRuntime:
         self.notifier.reloading(self._clock)
         try:
             bundle, classifier = self.load_model()
-        except MaskipyError as exc:
+        except Exception as exc:  # whatever a bad bundle does, the running model stays
             self.reload_failures += 1
             log.error("reload: keeping model %s: %s", self.bundle.directory, exc)
             ok = False
         else:
             self.bundle, self.classifier = bundle, classifier
+            self.model_problem = None
             self.reloads += 1
             log.info("reload: now using model %s (%s)", bundle.directory, bundle.sha256[:12])
             ok = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -30,9 +31,10 @@ class CountEvent:
     label: str
     confidence: float
     box: Box
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def to_dict(self) -> dict[str, object]:
-        return {"time": self.time, "track": self.track_id, "label": self.label,
+        return {"id": self.id, "time": self.time, "track": self.track_id, "label": self.label,
                 "confidence": round(self.confidence, 4), "box": list(self.box)}
 
 
