@@ -68,17 +68,32 @@ def load_bundle(location: str | Path | None = None) -> Bundle:
                              f"maskipy-convert ({MODEL_FILE} and {META_FILE})")
     try:
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+        actual = sha256_file(model_path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{meta_path}: not valid JSON ({exc}); re-run maskipy-convert") from None
+    except OSError as exc:
+        raise ModelError(f"{directory}: cannot read the bundle ({exc.strerror or exc}: {exc.filename}); "
+                         f"make it readable by the service user (chown -R maskipy) or copy it again"
+                         ) from None
+    if not isinstance(metadata, dict):
+        raise ModelError(f"{meta_path}: not a JSON object; re-run maskipy-convert")
     try:
         labels = tuple(metadata["labels"])
         crop_spec = CropSpec.from_dict(metadata["preprocess"]["crop"])
         expected = metadata["model"]["sha256"]
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelError(f"{meta_path}: missing or invalid field {exc}; re-run maskipy-convert") from None
-    if not labels or len(set(labels)) != len(labels):
+    if not labels or not all(isinstance(label, str) and label for label in labels):
+        raise ModelError(f"{meta_path}: labels must be a list of class names (strings); "
+                         f"found {metadata['labels']!r}; re-run maskipy-convert")
+    if len(set(labels)) != len(labels):
         raise ModelError(f"{meta_path}: labels {labels} must be non-empty and unique")
-    actual = sha256_file(model_path)
+    if not isinstance(crop_spec.size, int) or isinstance(crop_spec.size, bool):
+        raise ModelError(f"{meta_path}: preprocess.crop.size must be a whole number, found "
+                         f"{crop_spec.size!r}; re-run maskipy-convert")
+    if not isinstance(expected, str):
+        raise ModelError(f"{meta_path}: model.sha256 must be a hex string, found {expected!r}; "
+                         f"re-run maskipy-convert")
     if actual != expected:
         raise ModelError(f"{model_path}: sha256 {actual[:12]}… does not match model.json's "
                          f"{expected[:12]}…; the file is corrupt or from another bundle; copy it again")

@@ -242,3 +242,111 @@ def test_sigkill_mid_run_loses_no_count_and_a_second_gate_is_refused(tmp_path, s
     assert sum(restarted.totals.values()) == len(logged) >= 8
     assert restarted.totals == by_label
     os.sync()
+
+
+# --- a bad model never bricks the gate ---------------------------------------------------------
+
+
+@pytest.fixture
+def installed(tmp_path, tiny_bundle, default_bundle):
+    """A state dir with the default model as ``previous`` and the tiny one as ``current``."""
+    from maskipy.edge import swap
+
+    state = tmp_path / "state"
+    swap.install_bundle(default_bundle, state, notify=False)
+    swap.install_bundle(tiny_bundle, state, notify=False)
+    return state, swap.current_bundle_dir(state), swap.previous_bundle_dir(state)
+
+
+def gate(state: Path, frames, **kwargs):
+    from maskipy.edge.config import load_edge_config
+    from maskipy.edge.runtime import EdgeRuntime
+    from maskipy.edge.sdnotify import SystemdNotifier
+    from maskipy.edge.sources.replay import ReplaySource
+
+    config = load_edge_config().replace("counts", state_dir=state)
+    return EdgeRuntime(config, notifier=kwargs.pop("notifier", SystemdNotifier("")),
+                       source_opener=lambda: ReplaySource(list(frames)), **kwargs)
+
+
+def corrupt(bundle: Path) -> None:
+    (bundle / "model.tflite").write_bytes(b"not a model")
+
+
+def test_corrupt_current_model_falls_back_to_previous_loudly(installed, scene_frames, caplog):
+    state, current, previous = installed
+    corrupt(current)
+    runtime = gate(state, scene_frames[:2])
+    try:
+        assert runtime.bundle.directory == previous
+        assert runtime.problems() and runtime.status_line().startswith("DEGRADED (fallback to the previous")
+        assert "FALLBACK" in caplog.text
+    finally:
+        runtime.close()
+
+
+def test_corrupt_current_and_previous_fall_back_to_the_built_in_model(installed, scene_frames):
+    from maskipy.edge.bundle import DEFAULT_BUNDLE
+
+    state, current, previous = installed
+    corrupt(current)
+    (previous / "model.json").write_text('{"labels": [1, 2]}')  # non-string labels
+    runtime = gate(state, scene_frames[:2])
+    try:
+        assert runtime.bundle.directory == DEFAULT_BUNDLE
+        assert "built-in" in runtime.status_line()
+    finally:
+        runtime.close()
+
+
+def test_reload_keeps_the_running_model_whatever_the_new_one_does(installed, scene_frames, monkeypatch):
+    from maskipy.edge import modelload
+
+    state, current, _ = installed
+    runtime = gate(state, scene_frames[:2])
+    try:
+        meta = json.loads((current / "model.json").read_text())
+        (current / "model.json").write_text(json.dumps({**meta, "labels": [0, 1, 2, 3]}))
+        assert runtime.reload_model() is False and runtime.bundle.directory == current
+
+        def unreadable(path, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        (current / "model.json").write_text(json.dumps(meta))
+        monkeypatch.setattr("maskipy.edge.bundle.sha256_file", unreadable)  # what the service user sees
+        assert runtime.reload_model() is False
+        monkeypatch.undo()
+        def broken(*args):
+            raise RuntimeError("an interpreter that falls over")
+
+        monkeypatch.setattr(modelload, "build_classifier", broken)
+        assert runtime.reload_model() is False and runtime.reload_failures == 3
+    finally:
+        runtime.close()
+
+
+def test_a_deploy_during_start_up_is_loaded(installed, scene_frames):
+    from maskipy.edge import swap
+
+    state, _, previous = installed
+    runtime = gate(state, scene_frames[:3])
+    # The deploy lands after the model was chosen but before the loop (and its SIGHUP handler) runs.
+    swap.rollback(state, notify=False)
+    runtime.run()
+    assert runtime.bundle.directory == previous and runtime.reloads == 1
+
+
+@pytest.mark.parametrize("meta", [{"labels": [1, 2, 3, 4]}, {"model": {"sha256": 5}}, "[]"])
+def test_run_with_a_bad_model_json_is_a_clean_error(tmp_path, tiny_bundle, scenes_dir, capsys, meta):
+    import shutil
+
+    from maskipy.edge.cli import main
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_bundle, bad)
+    saved = json.loads((bad / "model.json").read_text())
+    body = meta if isinstance(meta, str) else json.dumps({**saved, **meta})
+    (bad / "model.json").write_text(body)
+    code = main(["run", "--model", str(bad), "--source", str(scenes_dir), "--state-dir", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("maskipy-edge: error: ") and "model.json" in err
