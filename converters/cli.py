@@ -60,6 +60,7 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
 
     from . import parity
     from .bundle import publish, update_metadata, write_bundle
+    from .probes import add_probes
     from .tflite import convert
 
     if not model_path.is_file():
@@ -94,6 +95,10 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
         sizes["float32_tflite_bytes"] = len(convert(model, "float32"))
     update_metadata(candidate, parity=result, sizes=sizes,
                     conversion_seconds=round(time.perf_counter() - start, 1))
+    try:
+        print(f"probes: {add_probes(candidate, train_config.data_dir)}")
+    except ModelError as exc:  # an older bundle has none either: validation warns, never refuses
+        print(f"probes: none added ({exc})")
     print(parity.format_parity(result))
     print("sizes: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
     try:

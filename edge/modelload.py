@@ -11,6 +11,7 @@ from .bundle import Bundle, load_bundle
 from .classify import build_classifier
 from .config import EdgeConfig
 from .errors import MaskipyError, ModelError
+from .probes import check_probes
 from .swap import current_bundle_dir, previous_bundle_dir
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,10 @@ def load_model(config: EdgeConfig, location: str | Path | None) -> tuple[Bundle,
     """Load and verify one bundle and build its classifier; every failure becomes a ModelError."""
     try:
         bundle = load_bundle(location)
-        return bundle, build_classifier(config.classifier, bundle)
+        classifier = build_classifier(config.classifier, bundle)
+        # Labels by meaning: a bundle with its labels permuted would invert the gate.
+        classifier.probe_summary = check_probes(classifier, bundle)
+        return bundle, classifier
     except MaskipyError:
         raise
     except Exception as exc:  # unreadable files, odd JSON: still the bundle's fault, not a crash

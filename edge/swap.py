@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .bundle import META_FILE, MODEL_FILE, Bundle, load_bundle
-from .config import COUNTED_CLASSES, ClassifierConfig, load_edge_config
+from .config import COUNTED_CLASSES, load_edge_config
 from .errors import DeployError, MaskipyError, ModelError, report_error
+from .probes import PROBES_FILE
 
 if TYPE_CHECKING:  # the interpreter is imported only when a bundle is validated
     from .classify import TFLiteClassifier
@@ -46,12 +47,13 @@ class Validation:
     bundle: Bundle
     runtime: str
     golden_diff: float | None
+    probes: str = "probes not checked"
 
     def describe(self) -> str:
         golden = ("no golden output in model.json" if self.golden_diff is None
                   else f"golden output within {self.golden_diff:.4f}")
         return (f"sha256 {self.bundle.sha256[:12]}, labels {','.join(self.bundle.labels)}, "
-                f"loads in {self.runtime}, {golden}")
+                f"loads in {self.runtime}, {golden}, {self.probes}")
 
 
 @dataclass(frozen=True)
@@ -137,13 +139,15 @@ def check_golden(classifier: TFLiteClassifier, bundle: Bundle) -> float | None:
 
 def validate_bundle(location: str | Path, labels: Sequence[str] = COUNTED_CLASSES,
                     reject_label: str = "not_face") -> Validation:
-    """Checksum, TFLite load, input contract, labels against the config, golden inference: or ModelError."""
-    from .classify import build_classifier
+    """Checksum, TFLite load, input contract, labels against the config, golden inference, labels by
+    meaning (probe crops): or ModelError."""
+    from .modelload import load_model
 
-    bundle = load_bundle(location)
-    config = ClassifierConfig(labels=tuple(labels), reject_label=reject_label, num_threads=1)
-    classifier = build_classifier(config, bundle)
-    return Validation(bundle, classifier.runtime, check_golden(classifier, bundle))
+    config = load_edge_config().replace(
+        "classifier", labels=tuple(labels), reject_label=reject_label, num_threads=1)
+    bundle, classifier = load_model(config, location)  # probes are checked here
+    golden = check_golden(classifier, bundle)
+    return Validation(bundle, classifier.runtime, golden, getattr(classifier, "probe_summary", ""))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -188,13 +192,20 @@ def _store(bundle: Bundle, models: Path) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     name = f"v{last + 1:04d}-{stamp}-{bundle.sha256[:12]}"
     staging = models / f".staging-{name}"
-    staging.mkdir()
-    for file_name in (MODEL_FILE, META_FILE):
-        shutil.copyfile(bundle.directory / file_name, staging / file_name)
-        with open(staging / file_name, "rb") as handle:
-            os.fsync(handle.fileno())
-    _fsync_dir(staging)
-    os.rename(staging, models / name)
+    try:
+        staging.mkdir()
+        for file_name in (MODEL_FILE, META_FILE, PROBES_FILE):
+            if file_name == PROBES_FILE and not (bundle.directory / file_name).is_file():
+                continue
+            shutil.copyfile(bundle.directory / file_name, staging / file_name)
+            with open(staging / file_name, "rb") as handle:
+                os.fsync(handle.fileno())
+        _fsync_dir(staging)
+        os.rename(staging, models / name)
+    except BaseException:
+        # A full disk or a kill mid-copy: leave nothing half-written behind.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     _fsync_dir(models)
     return models / name
 
