@@ -595,3 +595,42 @@ def test_bundle_install_on_a_full_disk_leaves_no_staging_behind(tmpfs, default_b
     assert code == 1 and "No space left" in capsys.readouterr().err
     assert not list((state / "models").glob(".staging-*"))
     assert swap.current_bundle_dir(state) is None
+
+
+# --- bad input: clean errors, all at once ------------------------------------------------------
+
+
+@pytest.mark.parametrize("line", ["[detector]\nscale_factor = nan", "[camera]\nstall_seconds = nan",
+                                  "[tracking]\niou_threshold = nan", "[camera]\nstall_seconds = inf",
+                                  "[counts]\nflush_seconds = -inf"])
+def test_nan_and_inf_are_refused_by_every_float_setting(tmp_path, line):
+    from maskipy.edge.config import load_edge_config
+    from maskipy.edge.errors import ConfigError
+
+    path = tmp_path / "config.ini"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError, match="a finite number"):
+        load_edge_config(path)
+
+
+def test_every_config_error_is_reported_at_once(tmp_path, capsys):
+    from maskipy.edge.cli import main
+
+    path = tmp_path / "config.ini"
+    path.write_text("[DEFAULT]\nfps = 5\n[camera]\nsource =\nfps = many\n[tracking]\niou_threshold = nan\n"
+                    "[nonsense]\nx = 1\n")
+    assert main(["run", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("maskipy-edge: error: ") and "Traceback" not in err
+    for problem in ("[DEFAULT]: not supported", "source = : empty", "fps = many: not valid",
+                    "iou_threshold = nan", "[nonsense]: unknown section"):
+        assert problem in err, problem
+
+
+def test_an_empty_source_is_refused_not_read_as_the_current_directory():
+    from maskipy.edge.config import load_edge_config
+    from maskipy.edge.errors import CameraError
+    from maskipy.edge.sources import open_source
+
+    with pytest.raises(CameraError, match="source is empty"):
+        open_source("  ", load_edge_config())
