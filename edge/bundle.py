@@ -13,6 +13,7 @@ from .preprocess import CropSpec
 
 MODEL_FILE = "model.tflite"
 META_FILE = "model.json"
+PROBES_FILE = "probes.npz"  # optional: face crops that check the labels' meaning (edge/probes.py)
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
 
 
@@ -41,6 +42,13 @@ class Bundle:
     @property
     def json_path(self) -> Path:
         return self.directory / META_FILE
+
+
+def bundle_files(directory: Path) -> list[Path]:
+    """The files that make up the bundle in ``directory``: what a copy or deploy must carry."""
+    directory = Path(directory)
+    files = [directory / MODEL_FILE, directory / META_FILE]
+    return [*files, directory / PROBES_FILE] if (directory / PROBES_FILE).is_file() else files
 
 
 def resolve_bundle_dir(location: str | Path | None) -> Path:

@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle, sha256_file
+from .bundle import PROBES_FILE, Bundle, sha256_file
 from .errors import ModelError
 
 log = logging.getLogger(__name__)
 
-PROBES_FILE = "probes.npz"
 # MIT-licensed real web photos (chandrikadeb7/Face-Mask-Detection), safe to ship inside a bundle.
 PROBE_SOURCES = {"properly_masked": "realworld-2class/with_mask", "unmasked": "realworld-2class/without_mask"}
 PROBE_LICENCE = "probe crops: chandrikadeb7/Face-Mask-Detection (MIT), via ../shared/data/realworld-2class"

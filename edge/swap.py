@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .bundle import META_FILE, MODEL_FILE, Bundle, load_bundle
+from .bundle import META_FILE, MODEL_FILE, Bundle, bundle_files, load_bundle
 from .config import COUNTED_CLASSES, load_edge_config
 from .errors import DeployError, MaskipyError, ModelError, report_error
-from .probes import PROBES_FILE
 
 if TYPE_CHECKING:  # the interpreter is imported only when a bundle is validated
     from .classify import TFLiteClassifier
@@ -194,11 +193,9 @@ def _store(bundle: Bundle, models: Path) -> Path:
     staging = models / f".staging-{name}"
     try:
         staging.mkdir()
-        for file_name in (MODEL_FILE, META_FILE, PROBES_FILE):
-            if file_name == PROBES_FILE and not (bundle.directory / file_name).is_file():
-                continue
-            shutil.copyfile(bundle.directory / file_name, staging / file_name)
-            with open(staging / file_name, "rb") as handle:
+        for path in bundle_files(bundle.directory):
+            shutil.copyfile(path, staging / path.name)
+            with open(staging / path.name, "rb") as handle:
                 os.fsync(handle.fileno())
         _fsync_dir(staging)
         os.rename(staging, models / name)

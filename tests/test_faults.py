@@ -634,3 +634,84 @@ def test_an_empty_source_is_refused_not_read_as_the_current_directory():
 
     with pytest.raises(CameraError, match="source is empty"):
         open_source("  ", load_edge_config())
+
+
+def write_png_bomb(path: Path, side: int = 20000) -> Path:
+    """A real, valid PNG of side x side black pixels that compresses to about a megabyte."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + side)  # filter byte + grey pixels
+    compressor = zlib.compressobj(9)
+    body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+    return path
+
+
+def test_a_huge_image_in_the_folder_source_is_skipped_before_decoding(tmp_path, scenes_dir, caplog):
+    import resource
+    import shutil
+
+    from maskipy.edge.imagecheck import image_dimensions
+    from maskipy.edge.sources.folder import FolderSource
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    bomb = write_png_bomb(folder / "a-bomb.png")
+    assert image_dimensions(bomb) == (20000, 20000) and bomb.stat().st_size < 2_000_000
+    first = sorted(scenes_dir.rglob("*.jpg"))[0]
+    shutil.copy(first, folder / "b-photo.jpg")
+    assert image_dimensions(folder / "b-photo.jpg")[::-1] == __import__("cv2").imread(str(first)).shape[:2]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    source = FolderSource(folder)
+    frame = source.read()
+    assert frame is not None and source.current.name == "b-photo.jpg"
+    assert "too large to decode safely" in caplog.text
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: no 400 MB decode
+
+
+def test_eval_skips_tiny_unreadable_and_huge_images_with_a_count(tmp_path, default_bundle, scenes_dir, capsys,
+                                                               caplog):
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from maskipy.trainer.evaluate import main
+
+    data = tmp_path / "set" / "unmasked"
+    data.mkdir(parents=True)
+    for path in sorted(scenes_dir.rglob("*.jpg"))[:2]:
+        shutil.copy(path, data / path.name)
+    cv2.imwrite(str(data / "tiny.png"), np.zeros((2, 38, 3), np.uint8))
+    (data / "broken.jpg").write_bytes(b"not a jpeg")
+    write_png_bomb(data / "bomb.png")
+    out = tmp_path / "eval.json"
+    assert main([str(default_bundle), str(tmp_path / "set"), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 2 and len(result["skipped"]) == 3
+    assert "skipped 3 of 5 images" in caplog.text
+
+
+def test_eval_malformed_voc_xml_and_unwritable_json_are_clean_errors(tmp_path, default_bundle, scenes_dir,
+                                                                    capsys):
+    import shutil
+
+    from maskipy.trainer.evaluate import main
+
+    data = tmp_path / "set" / "unmasked"
+    data.mkdir(parents=True)
+    photo = sorted(scenes_dir.rglob("*.jpg"))[0]
+    shutil.copy(photo, data / "a.jpg")
+    (tmp_path / "dir.json").mkdir()
+    assert main([str(default_bundle), str(tmp_path / "set"), "--json", str(tmp_path / "dir.json")]) == 1
+    assert capsys.readouterr().err.startswith("maskipy-eval: error: ")
+    (data / "a.xml").write_text("<annotation><object><bndbox><xmin>oops")
+    assert main([str(default_bundle), str(tmp_path / "set"), "--detect"]) == 1
+    err = capsys.readouterr().err
+    assert "a.xml: not a valid VOC annotation" in err and "Traceback" not in err
