@@ -77,6 +77,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{timing['frames']} frames, {timing['faces']} faces")
     for label in config.classifier.labels:
         print(f"{label}: {counts.get(label, 0)}")
+    unsaved = [o.degraded for o in runtime.outputs if getattr(o, "degraded", None)]
+    if unsaved:
+        print(f"{PROG}: error: {'; '.join(unsaved)}; fix {config.counts.state_dir} (space, "
+              f"permissions, totals.json) and the next start adds the logged events back", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -92,17 +97,41 @@ def _check_model(config: EdgeConfig) -> str:
     return f"{bundle.directory} ({', '.join(bundle.labels)}; {classifier.runtime})"
 
 
-def _check_source(config: EdgeConfig) -> str:
+def _first_frame(config: EdgeConfig) -> np.ndarray:
     from .sources import open_source
 
     with open_source(config.camera.source, config.camera) as source:
         for _ in range(50):
             frame = source.read()
             if frame is not None:
-                return f"{source.name} gave a {frame.shape[1]}x{frame.shape[0]} frame"
+                return frame
             if source.exhausted:
                 break
     raise CameraError(f"{config.camera.source}: opened but gave no frame; check the camera or file")
+
+
+def _check_source(config: EdgeConfig) -> str:
+    frame = _first_frame(config)
+    return f"{config.camera.source} gave a {frame.shape[1]}x{frame.shape[0]} frame"
+
+
+def _check_pipeline(config: EdgeConfig) -> str:
+    """Build the detector and run one source frame through detect, crop and classify, as ``run`` does."""
+    from .detect import Detection
+    from .modelload import load_model
+    from .preprocess import whole_image_box
+    from .runtime import build_face_detector, crop_faces, resolve_model, to_observations
+
+    detector = build_face_detector(config.detector)
+    bundle, classifier = load_model(config, resolve_model(config))
+    frame = _first_frame(config)
+    detections = detector.detect(frame)
+    boxes, crops = crop_faces(frame, detections, bundle)
+    if not boxes:  # no face in view: the classifier still has to run on this camera's pixels
+        boxes, crops = crop_faces(frame, [Detection(whole_image_box(frame.shape, 0.0), 0.0)], bundle)
+    observations = to_observations(boxes, classifier.classify(crops), classifier.labels)
+    found = ", ".join(o.label for o in observations) if detections else "no face in this frame"
+    return f"detector and classifier ran on a {frame.shape[1]}x{frame.shape[0]} frame ({found})"
 
 
 def _check_gpio(config: EdgeConfig) -> str:
@@ -137,8 +166,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     print(f"✓ config: {config.path}")
     checks: list[tuple[str, Callable[[EdgeConfig], str]]] = [
-        ("model", _check_model), ("source", _check_source), ("gpio", _check_gpio),
-        ("state", _check_state_dir)]
+        ("model", _check_model), ("source", _check_source), ("pipeline", _check_pipeline),
+        ("gpio", _check_gpio), ("state", _check_state_dir)]
     failed = 0
     for name, check in checks:
         try:
@@ -202,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except MaskipyError as exc:
         return report_error(PROG, exc)
+    except OSError as exc:  # a state dir or device the service user cannot use
+        return report_error(PROG, exc, "; check the path's permissions and free space")
 
 
 if __name__ == "__main__":

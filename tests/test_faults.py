@@ -715,3 +715,32 @@ def test_eval_malformed_voc_xml_and_unwritable_json_are_clean_errors(tmp_path, d
     assert main([str(default_bundle), str(tmp_path / "set"), "--detect"]) == 1
     err = capsys.readouterr().err
     assert "a.xml: not a valid VOC annotation" in err and "Traceback" not in err
+
+
+def test_check_runs_the_detector_and_classifier_and_catches_a_malformed_cascade(tmp_path, scenes_dir,
+                                                                                default_bundle, capsys):
+    from maskipy.edge.cli import main
+
+    common = ["--source", str(scenes_dir), "--model", str(default_bundle), "--state-dir", str(tmp_path / "s")]
+    assert main(["check", *common]) == 0
+    assert "✓ pipeline: detector and classifier ran on a" in capsys.readouterr().out
+    cascade = tmp_path / "broken.xml"
+    cascade.write_text('<?xml version="1.0"?>\n<opencv_storage><cascade>garbage')
+    config = tmp_path / "config.ini"
+    config.write_text(f"[detector]\ncascades = {cascade}\n")
+    assert main(["check", "--config", str(config), *common]) == 1
+    assert "✗ pipeline: [detector] cascades" in capsys.readouterr().out
+    assert main(["run", "--config", str(config), *common]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("maskipy-edge: error: [detector] cascades") and "Traceback" not in err
+
+
+def test_a_run_whose_counts_could_not_be_saved_exits_non_zero(tmp_path, scenes_dir, default_bundle, capsys):
+    from maskipy.edge.cli import main
+
+    state = tmp_path / "state"
+    (state / "totals.json").mkdir(parents=True)
+    code = main(["run", "--source", str(scenes_dir), "--model", str(default_bundle),
+                 "--state-dir", str(state)])
+    err = capsys.readouterr().err
+    assert code == 1 and "counts not saved" in err and "Traceback" not in err
