@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from pathlib import Path
 
 from .errors import OutputError
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = "maskipy-edge.lock"
 
@@ -31,8 +34,15 @@ class StateLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
         except OSError as exc:
-            raise OutputError(f"{self.path}: cannot create the lock file ({exc}); set [counts] "
-                              f"state_dir or --state-dir to a writable place") from None
+            try:  # a full or read-only disk: an existing lock file still locks, read-only
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                if self.path.parent.is_dir():
+                    # Nothing can be written there, by this gate or a second one: run, counting in memory.
+                    log.warning("%s: cannot create the lock file (%s); running unlocked", self.path, exc)
+                    return self
+                raise OutputError(f"{self.path}: cannot create the lock file ({exc}); set [counts] "
+                                  f"state_dir or --state-dir to a writable place") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

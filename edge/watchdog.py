@@ -32,6 +32,7 @@ class Heartbeat:
         self.path = Path(path)
         self.interval = interval
         self._last: float | None = None
+        self.failing = False
 
     def touch(self, now: float) -> bool:
         """Update the file unless it was updated less than ``interval`` ago; True if written."""
@@ -42,7 +43,13 @@ class Heartbeat:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(f"{time.time():.3f}\n", encoding="utf-8")
         except OSError as exc:
-            log.warning("heartbeat: cannot write %s: %s", self.path, exc)
+            if not self.failing:  # once, not every second of a full disk
+                log.warning("heartbeat: cannot write %s: %s", self.path, exc)
+            self.failing = True
+            return True
+        if self.failing:
+            log.warning("heartbeat: %s written again", self.path)
+            self.failing = False
         return True
 
 

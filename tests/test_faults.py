@@ -744,3 +744,43 @@ def test_a_run_whose_counts_could_not_be_saved_exits_non_zero(tmp_path, scenes_d
                  "--state-dir", str(state)])
     err = capsys.readouterr().err
     assert code == 1 and "counts not saved" in err and "Traceback" not in err
+
+
+def test_the_gate_keeps_alerting_and_counting_on_a_full_state_disk(tmpfs, scenes_dir, default_bundle,
+                                                                   mock_factory, caplog):
+    from maskipy.edge.config import load_edge_config
+    from maskipy.edge.runtime import EdgeRuntime
+    from maskipy.edge.sdnotify import SystemdNotifier
+
+    if tmpfs is None:
+        pytest.skip("cannot mount a tmpfs here (needs CAP_SYS_ADMIN)")
+    state = tmpfs.path / "state"
+    state.mkdir()
+    tmpfs.fill()
+    config = (load_edge_config().replace("counts", state_dir=state)
+              .replace("outputs", devices=("led", "log")))
+    runtime = EdgeRuntime(config, source=str(scenes_dir), model=default_bundle, notifier=SystemdNotifier(""),
+                          pin_factory=mock_factory)
+    counts = runtime.run()
+    assert runtime.timer.frames == 10 and sum(counts.values()) > 0
+    assert any(s.state for s in mock_factory.pin(27).states + mock_factory.pin(17).states)
+    assert runtime.status_line().startswith("DEGRADED (counts not saved")
+    assert caplog.text.count("cannot save counts") == 1
+    assert not list(state.glob("*.tmp"))
+
+
+def test_the_gate_runs_on_a_read_only_state_dir(tmpfs, scenes_dir, default_bundle, capsys):
+    from maskipy.edge.cli import main
+
+    if tmpfs is None:
+        pytest.skip("cannot mount a tmpfs here (needs CAP_SYS_ADMIN)")
+    state = tmpfs.path / "state"
+    state.mkdir()
+    tmpfs.readonly(True)
+    try:
+        code = main(["run", "--source", str(scenes_dir), "--model", str(default_bundle),
+                     "--state-dir", str(state)])
+    finally:
+        tmpfs.readonly(False)
+    out, err = capsys.readouterr()
+    assert code == 1 and "10 frames" in out and "counts not saved" in err and "Traceback" not in err
