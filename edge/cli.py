@@ -14,8 +14,8 @@ import numpy as np
 from . import swap
 from .config import EdgeConfig, example_config, load_edge_config
 from .errors import CameraError, MaskipyError, report_error
+from .service import PID_FILE  # the bundle manager reads it to send SIGHUP after installing a model
 from .statelock import StateLock
-from .swap import PID_FILE  # the bundle manager reads it to send SIGHUP after installing a model
 
 log = logging.getLogger(__name__)
 

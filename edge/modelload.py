@@ -12,7 +12,7 @@ from .classify import build_classifier
 from .config import EdgeConfig
 from .errors import MaskipyError, ModelError
 from .probes import check_probes
-from .swap import current_bundle_dir, previous_bundle_dir
+from .store import current_bundle_dir, previous_bundle_dir
 
 log = logging.getLogger(__name__)
 

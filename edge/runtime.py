@@ -23,7 +23,7 @@ from .outputs import Output, build_outputs, close_outputs
 from .preprocess import Box, crop_face
 from .sdnotify import SystemdNotifier
 from .sources import FrameSource, open_source
-from .swap import current_bundle_dir
+from .store import current_bundle_dir
 from .tracking import CountEvent, Observation, Tracker
 from .watchdog import Heartbeat, SourceWatchdog, heartbeat_path
 
