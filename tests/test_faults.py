@@ -784,3 +784,31 @@ def test_the_gate_runs_on_a_read_only_state_dir(tmpfs, scenes_dir, default_bundl
         tmpfs.readonly(False)
     out, err = capsys.readouterr()
     assert code == 1 and "10 frames" in out and "counts not saved" in err and "Traceback" not in err
+
+
+def test_an_unreadable_subfolder_is_skipped_with_a_warning(scenes_dir):
+    """Run as user nobody (root reads everything): the one fault here that needs a real permission."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to drop to user nobody")
+    top = Path(tempfile.mkdtemp(prefix="maskipy-faults-", dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        (top / "readable").mkdir()
+        shutil.copy(sorted(scenes_dir.rglob("*.jpg"))[0], top / "readable" / "a.jpg")
+        (top / "locked").mkdir(mode=0o000)
+        (top / "locked").chmod(0o000)
+        script = ("import logging; logging.basicConfig(); "
+                  "from maskipy.edge.sources.folder import FolderSource; "
+                  f"s = FolderSource({str(top)!r}); print(len(s.paths), s.read().shape)")
+        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                 sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    finally:
+        (top / "locked").chmod(0o755)
+        shutil.rmtree(top)
+    if "No module named" in result.stderr:
+        pytest.skip("user nobody cannot import maskipy from this checkout")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("1 (") and "skipping an unreadable folder" in result.stderr
