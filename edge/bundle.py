@@ -64,8 +64,17 @@ def resolve_bundle_dir(location: str | Path | None) -> Path:
 
 
 def load_bundle(location: str | Path | None = None) -> Bundle:
-    """Read and verify a bundle; every failure names the file, the mismatch and the fix."""
+    """Read and verify a bundle; every failure (a ModelError) names the file, the mismatch and the fix."""
     directory = resolve_bundle_dir(location)
+    try:
+        return _load(directory)
+    except OSError as exc:  # e.g. a bundle the service user may not read
+        raise ModelError(f"{directory}: cannot read the bundle ({exc.strerror or exc}: {exc.filename}); "
+                         f"make it readable by the service user (chown -R maskipy) or copy it again"
+                         ) from None
+
+
+def _load(directory: Path) -> Bundle:
     meta_path, model_path = directory / META_FILE, directory / MODEL_FILE
     if not directory.is_dir():
         raise ModelError(f"{directory}: bundle directory not found; give [classifier] model or "
@@ -76,13 +85,8 @@ def load_bundle(location: str | Path | None = None) -> Bundle:
                              f"maskipy-convert ({MODEL_FILE} and {META_FILE})")
     try:
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-        actual = sha256_file(model_path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{meta_path}: not valid JSON ({exc}); re-run maskipy-convert") from None
-    except OSError as exc:
-        raise ModelError(f"{directory}: cannot read the bundle ({exc.strerror or exc}: {exc.filename}); "
-                         f"make it readable by the service user (chown -R maskipy) or copy it again"
-                         ) from None
     if not isinstance(metadata, dict):
         raise ModelError(f"{meta_path}: not a JSON object; re-run maskipy-convert")
     try:
@@ -91,7 +95,8 @@ def load_bundle(location: str | Path | None = None) -> Bundle:
         expected = metadata["model"]["sha256"]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelError(f"{meta_path}: missing or invalid field {exc}; re-run maskipy-convert") from None
-    if not labels or not all(isinstance(label, str) and label for label in labels):
+    if not isinstance(metadata["labels"], list) or not labels or not all(
+            isinstance(label, str) and label for label in labels):
         raise ModelError(f"{meta_path}: labels must be a list of class names (strings); "
                          f"found {metadata['labels']!r}; re-run maskipy-convert")
     if len(set(labels)) != len(labels):
@@ -102,6 +107,7 @@ def load_bundle(location: str | Path | None = None) -> Bundle:
     if not isinstance(expected, str):
         raise ModelError(f"{meta_path}: model.sha256 must be a hex string, found {expected!r}; "
                          f"re-run maskipy-convert")
+    actual = sha256_file(model_path)
     if actual != expected:
         raise ModelError(f"{model_path}: sha256 {actual[:12]}… does not match model.json's "
                          f"{expected[:12]}…; the file is corrupt or from another bundle; copy it again")

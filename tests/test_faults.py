@@ -812,3 +812,26 @@ def test_an_unreadable_subfolder_is_skipped_with_a_warning(scenes_dir):
         pytest.skip("user nobody cannot import maskipy from this checkout")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("1 (") and "skipping an unreadable folder" in result.stderr
+
+
+def test_a_bundle_the_service_user_cannot_read_is_a_clean_error(default_bundle, scenes_dir):
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to drop to user nobody")
+    top = Path(tempfile.mkdtemp(prefix="maskipy-faults-", dir="/tmp"))
+    try:
+        top.chmod(0o777)
+        shutil.copytree(default_bundle, top / "bundle")
+        (top / "bundle").chmod(0o700)  # root's, as an scp by the wrong user leaves it
+        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                 *gate_command(top / "state", scenes_dir, top / "bundle")],
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(top)
+    if "No module named" in result.stderr:
+        pytest.skip("user nobody cannot import maskipy from this checkout")
+    assert result.returncode == 1
+    assert "maskipy-edge: error: " in result.stderr and "Traceback" not in result.stderr
+    assert "Permission denied" in result.stderr
