@@ -248,13 +248,19 @@ def test_sigkill_mid_run_loses_no_count_and_a_second_gate_is_refused(tmp_path, s
 
 
 @pytest.fixture
-def installed(tmp_path, tiny_bundle, default_bundle):
-    """A state dir with the default model as ``previous`` and the tiny one as ``current``."""
+def installed(tmp_path, default_bundle):
+    """A state dir with the default model as ``previous`` and a re-stamped copy of it as ``current``."""
+    import shutil
+
     from maskipy.edge import swap
 
     state = tmp_path / "state"
     swap.install_bundle(default_bundle, state, notify=False)
-    swap.install_bundle(tiny_bundle, state, notify=False)
+    newer = tmp_path / "newer"
+    shutil.copytree(default_bundle, newer)
+    meta = json.loads((newer / "model.json").read_text())
+    (newer / "model.json").write_text(json.dumps({**meta, "created_at": "2026-03-15T00:00:00+00:00"}))
+    swap.install_bundle(newer, state, notify=False)
     return state, swap.current_bundle_dir(state), swap.previous_bundle_dir(state)
 
 
@@ -337,13 +343,13 @@ def test_a_deploy_during_start_up_is_loaded(installed, scene_frames):
 
 
 @pytest.mark.parametrize("meta", [{"labels": [1, 2, 3, 4]}, {"model": {"sha256": 5}}, "[]"])
-def test_run_with_a_bad_model_json_is_a_clean_error(tmp_path, tiny_bundle, scenes_dir, capsys, meta):
+def test_run_with_a_bad_model_json_is_a_clean_error(tmp_path, default_bundle, scenes_dir, capsys, meta):
     import shutil
 
     from maskipy.edge.cli import main
 
     bad = tmp_path / "bad"
-    shutil.copytree(tiny_bundle, bad)
+    shutil.copytree(default_bundle, bad)
     saved = json.loads((bad / "model.json").read_text())
     body = meta if isinstance(meta, str) else json.dumps({**saved, **meta})
     (bad / "model.json").write_text(body)
