@@ -841,3 +841,62 @@ def test_a_bundle_the_service_user_cannot_read_is_a_clean_error(default_bundle, 
     assert result.returncode == 1
     assert "maskipy-edge: error: " in result.stderr and "Traceback" not in result.stderr
     assert "Permission denied" in result.stderr
+
+
+def test_a_hung_picamera2_capture_is_bounded_and_closed_only_after_it_returns(monkeypatch):
+    """picamera2's capture_array has no timeout: a thin fake at the hardware boundary that hangs."""
+    import threading
+    import types
+
+    import numpy as np
+
+    from maskipy.edge.config import CameraConfig
+    from maskipy.edge.sources import open_source
+    from maskipy.edge.watchdog import SourceWatchdog
+
+    release = threading.Event()
+    cameras = []
+
+    class FakePicamera2:
+        def __init__(self, index):
+            self.captures, self.closed_while_capturing, self.capturing, self.closed = 0, False, False, False
+            cameras.append(self)
+
+        def create_video_configuration(self, **kwargs):
+            return kwargs
+
+        def configure(self, config):
+            pass
+
+        def start(self):
+            pass
+
+        def capture_array(self, name):
+            self.captures += 1
+            if self.captures > 1 and len(cameras) == 1:
+                self.capturing = True
+                release.wait(30.0)  # libcamera stopped delivering buffers
+                self.capturing = False
+            return np.zeros((48, 64, 3), np.uint8)
+
+        def stop(self):
+            self.closed_while_capturing |= self.capturing
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
+    watchdog = SourceWatchdog(lambda: open_source("picamera2", CameraConfig()), stall_seconds=0.5,
+                              max_restarts_per_minute=3, backoff=0.1, poll_seconds=0.1)
+    assert watchdog.read() is not None
+    started, frames = time.monotonic(), 0
+    while frames == 0 and time.monotonic() - started < 10:
+        before = time.monotonic()
+        frames += watchdog.read() is not None
+        assert time.monotonic() - before < 0.5, "a read blocked the frame loop"
+    assert frames == 1 and len(cameras) == 2  # given up on the hung camera, a new one delivers
+    assert not cameras[0].closed  # never closed under a capture in flight ...
+    release.set()
+    assert wait_for(lambda: cameras[0].closed, 5.0)  # ... but as soon as the capture returns
+    assert not cameras[0].closed_while_capturing
+    watchdog.close()
