@@ -169,6 +169,7 @@ class SourceWatchdog:
     def close(self) -> None:
         """Close the current source (idempotent); a capture still blocked closes it when it returns."""
         self._drop_source()
+        self._call.close()
 
 
 def heartbeat_path(state_dir: Path) -> Path:
