@@ -26,8 +26,13 @@ from .errors import ModelError
 
 log = logging.getLogger(__name__)
 
-# MIT-licensed real web photos (chandrikadeb7/Face-Mask-Detection), safe to ship inside a bundle.
-PROBE_SOURCES = {"properly_masked": "realworld-2class/with_mask", "unmasked": "realworld-2class/without_mask"}
+# MIT-licensed real web photos (chandrikadeb7/Face-Mask-Detection), safe to ship inside a bundle: the
+# photos themselves for the two classes they are labelled with, and their top-left corners (background)
+# for not_face. With those three pinned, no permutation of four labels goes unnoticed; no permissively
+# licensed improperly_masked photos exist in ../shared/data.
+PROBE_SOURCES = {"properly_masked": ("realworld-2class/with_mask", "face"),
+                 "unmasked": ("realworld-2class/without_mask", "face"),
+                 "not_face": ("realworld-2class/without_mask", "corner")}
 PROBE_LICENCE = "probe crops: chandrikadeb7/Face-Mask-Detection (MIT), via ../shared/data/realworld-2class"
 PER_LABEL = 3
 MIN_CONFIDENCE = 0.8
@@ -93,37 +98,44 @@ def check_probes(classifier: Any, bundle: Bundle) -> str:
         if 2 * sum(a == label for a in answers) <= len(answers):
             wrong[label] = answers
     if wrong:
-        detail = "; ".join(f"{label} faces classified as {', '.join(answers)}"
+        detail = "; ".join(f"{label} probes classified as {', '.join(answers)}"
                            for label, answers in wrong.items())
         raise ModelError(f"{bundle.json_path}: the labels do not mean what they say ({detail}); model.json's "
                          f"labels are in the wrong order or belong to another model; re-run maskipy-convert")
-    return f"{len(expected)} probe faces labelled right"
+    return f"{len(expected)} probe crops labelled right ({', '.join(dict.fromkeys(expected))})"
 
 
-def candidate_images(data_dir: Path, labels: Iterable[str]) -> dict[str, list[Path]]:
-    """Probe candidates per label from the MIT-licensed photos under ``data_dir`` (sorted, repeatable)."""
-    found: dict[str, list[Path]] = {}
+def candidate_images(data_dir: Path, labels: Iterable[str]) -> dict[str, tuple[str, list[Path]]]:
+    """Per label: the region to cut ("face": the whole photo, "corner": its top-left third) and the
+    MIT-licensed photos under ``data_dir`` to cut it from (sorted, so repeatable)."""
+    found: dict[str, tuple[str, list[Path]]] = {}
     for label in labels:
-        folder = Path(data_dir) / PROBE_SOURCES.get(label, "-")
-        if folder.is_dir():
-            found[label] = sorted(p for p in folder.iterdir()
-                                  if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if label not in PROBE_SOURCES:
+            continue
+        folder, region = PROBE_SOURCES[label]
+        if (Path(data_dir) / folder).is_dir():
+            found[label] = (region, sorted(p for p in (Path(data_dir) / folder).iterdir()
+                                           if p.suffix.lower() in (".jpg", ".jpeg", ".png")))
     return found
 
 
-def make_probes(directory: Path, bundle: Bundle, classifier: Any, candidates: dict[str, list[Path]],
-                per_label: int = PER_LABEL, tries: int = 80) -> dict[str, Any] | None:
+def make_probes(directory: Path, bundle: Bundle, classifier: Any,
+                candidates: dict[str, tuple[str, list[Path]]], per_label: int = PER_LABEL,
+                tries: int = 80) -> dict[str, Any] | None:
     """Write ``probes.npz`` with crops the model gets right (confidence >= MIN_CONFIDENCE); its entry."""
     from .preprocess import crop_face, read_image, whole_image_box
 
     spec = bundle.crop_spec
     jpegs: list[np.ndarray] = []
     labels: list[str] = []
-    for label, paths in candidates.items():
+    for label, (region, paths) in candidates.items():
         chosen = 0
         for path in paths[:tries]:
             image = read_image(str(path))
-            crop = crop_face(image, whole_image_box(image.shape, spec.margin), spec)
+            height, width = image.shape[:2]
+            box = (whole_image_box(image.shape, spec.margin) if region == "face"
+                   else (0, 0, max(2, width // 3), max(2, height // 3)))
+            crop = crop_face(image, box, spec)
             jpeg = _encode(crop, spec.colour_order)
             probs = classifier.classify(_decode(jpeg, spec.colour_order)[None])[0]
             if bundle.labels[int(np.argmax(probs))] == label and float(np.max(probs)) >= MIN_CONFIDENCE:

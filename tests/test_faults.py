@@ -533,13 +533,13 @@ def test_sigterm_during_a_hung_stream_stops_the_gate_within_5_s(tmp_path, scene_
 # --- labels are checked by meaning -------------------------------------------------------------
 
 
-def permuted(bundle: Path, target: Path) -> Path:
+def permuted(bundle: Path, target: Path, first: str = "properly_masked", second: str = "unmasked") -> Path:
     import shutil
 
     shutil.copytree(bundle, target)
     meta = json.loads((target / "model.json").read_text())
     labels = meta["labels"]
-    a, b = labels.index("properly_masked"), labels.index("unmasked")
+    a, b = labels.index(first), labels.index(second)
     labels[a], labels[b] = labels[b], labels[a]
     (target / "model.json").write_text(json.dumps(meta))
     return target
@@ -549,13 +549,17 @@ def test_permuted_labels_are_refused_by_validation_and_install(tmp_path, default
     from maskipy.edge import swap
     from maskipy.edge.errors import ModelError
 
-    assert "6 probe faces labelled right" in swap.validate_bundle(default_bundle).describe()
+    assert ("9 probe crops labelled right (properly_masked, unmasked, not_face)"
+            in swap.validate_bundle(default_bundle).describe())
     bad = permuted(default_bundle, tmp_path / "permuted")
-    with pytest.raises(ModelError, match="properly_masked faces classified as unmasked"):
+    with pytest.raises(ModelError, match="properly_masked probes classified as unmasked"):
         swap.validate_bundle(bad)
     with pytest.raises(ModelError, match="do not mean what they say"):
         swap.install_bundle(bad, tmp_path / "state", notify=False)
     assert swap.current_bundle_dir(tmp_path / "state") is None
+    # Even the swap that leaves both counted-and-probed faces alone: not_face probes pin the rest.
+    with pytest.raises(ModelError, match="not_face probes classified as improperly_masked"):
+        swap.validate_bundle(permuted(default_bundle, tmp_path / "p2", "improperly_masked", "not_face"))
 
 
 def test_permuted_labels_in_place_are_refused_on_reload(tmp_path, default_bundle, scene_frames):
