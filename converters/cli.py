@@ -61,6 +61,7 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
 
     from . import parity
     from .bundle import publish, update_metadata, write_bundle
+    from .probes import add_probes
     from .tflite import convert
 
     if not model_path.is_file():
@@ -98,6 +99,10 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
         extra_meta["decision"] = _fit_decision(candidate, parts["val"], config)
     update_metadata(candidate, parity=result, sizes=sizes, **extra_meta,
                     conversion_seconds=round(time.perf_counter() - start, 1))
+    try:
+        print(f"probes: {add_probes(candidate, train_config.data_dir)}")
+    except ModelError as exc:  # an older bundle has none either: validation warns, never refuses
+        print(f"probes: none added ({exc})")
     print(parity.format_parity(result))
     if "decision" in extra_meta:
         print(_format_decision(extra_meta["decision"]))
@@ -121,7 +126,7 @@ def _fit_decision(candidate: Path, val: Any, config: Any) -> dict[str, Any]:
 
     keep = [i for i, how in enumerate(val.how) if how != "mined"]
     classifier = TFLiteClassifier(load_bundle(candidate), num_threads=2)
-    probs = np.concatenate([classifier.classify(np.asarray(val.crops[i])) for i in keep])
+    probs = np.concatenate([classifier.scores(np.asarray(val.crops[i])) for i in keep])
     return fit_decision(probs, [val.labels[i] for i in keep], classifier.labels,
                         config.false_alarm_cost, config.missed_improper_cost)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from maskipy.edge.bundle import META_FILE, MODEL_FILE, Bundle, load_bundle, sha256_file
+from maskipy.edge.bundle import Bundle, bundle_files, load_bundle, sha256_file
 from maskipy.edge.cli_runner import run_command
 from maskipy.edge.errors import DeployError, MaskipyError
 
@@ -113,7 +113,7 @@ class Plan:
             return [Step("rollback", self.ssh.ssh(host, self.edge("rollback")))], None
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         upload = f"{self.state_dir}/models/incoming/{stamp}-{secrets.token_hex(4)}"
-        files = [self.bundle.directory / MODEL_FILE, self.bundle.directory / META_FILE]
+        files = bundle_files(self.bundle.directory)
         sums = " ".join(f"{sha256_file(f)} {f.name}" for f in files)
         # umask 027: the service user reads the upload through the incoming dir's group.
         prepare = f"umask 027 && mkdir -p -- {self.state_dir}/models/incoming && mkdir -- {upload}"

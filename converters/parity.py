@@ -31,7 +31,7 @@ def check_parity(keras_model: Any, bundle_dir: Any, crops: np.ndarray, true_labe
     labels = list(bundle.labels)
     if float_probs is None:
         float_probs = float_answers(keras_model, crops, batch_size)
-    quant_probs = np.concatenate([classifier.classify(np.asarray(crops[i:i + 32]))
+    quant_probs = np.concatenate([classifier.scores(np.asarray(crops[i:i + 32]))
                                   for i in range(0, len(crops), 32)])
     return _compare(labels, true_labels, float_probs, quant_probs, sources)
 

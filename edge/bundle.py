@@ -13,6 +13,7 @@ from .preprocess import CropSpec
 
 MODEL_FILE = "model.tflite"
 META_FILE = "model.json"
+PROBES_FILE = "probes.npz"  # optional: face crops that check the labels' meaning (edge/probes.py)
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
 
 
@@ -43,6 +44,13 @@ class Bundle:
         return self.directory / META_FILE
 
 
+def bundle_files(directory: Path) -> list[Path]:
+    """The files that make up the bundle in ``directory``: what a copy or deploy must carry."""
+    directory = Path(directory)
+    files = [directory / MODEL_FILE, directory / META_FILE]
+    return [*files, directory / PROBES_FILE] if (directory / PROBES_FILE).is_file() else files
+
+
 def resolve_bundle_dir(location: str | Path | None) -> Path:
     """A bundle directory from a directory, a model.json or model.tflite path, or None (default)."""
     if location is None or str(location) == "":
@@ -56,8 +64,17 @@ def resolve_bundle_dir(location: str | Path | None) -> Path:
 
 
 def load_bundle(location: str | Path | None = None) -> Bundle:
-    """Read and verify a bundle; every failure names the file, the mismatch and the fix."""
+    """Read and verify a bundle; every failure (a ModelError) names the file, the mismatch and the fix."""
     directory = resolve_bundle_dir(location)
+    try:
+        return _load(directory)
+    except OSError as exc:  # e.g. a bundle the service user may not read
+        raise ModelError(f"{directory}: cannot read the bundle ({exc.strerror or exc}: {exc.filename}); "
+                         f"make it readable by the service user (chown -R maskipy) or copy it again"
+                         ) from None
+
+
+def _load(directory: Path) -> Bundle:
     meta_path, model_path = directory / META_FILE, directory / MODEL_FILE
     if not directory.is_dir():
         raise ModelError(f"{directory}: bundle directory not found; give [classifier] model or "
@@ -70,14 +87,26 @@ def load_bundle(location: str | Path | None = None) -> Bundle:
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{meta_path}: not valid JSON ({exc}); re-run maskipy-convert") from None
+    if not isinstance(metadata, dict):
+        raise ModelError(f"{meta_path}: not a JSON object; re-run maskipy-convert")
     try:
         labels = tuple(metadata["labels"])
         crop_spec = CropSpec.from_dict(metadata["preprocess"]["crop"])
         expected = metadata["model"]["sha256"]
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelError(f"{meta_path}: missing or invalid field {exc}; re-run maskipy-convert") from None
-    if not labels or len(set(labels)) != len(labels):
+    if not isinstance(metadata["labels"], list) or not labels or not all(
+            isinstance(label, str) and label for label in labels):
+        raise ModelError(f"{meta_path}: labels must be a list of class names (strings); "
+                         f"found {metadata['labels']!r}; re-run maskipy-convert")
+    if len(set(labels)) != len(labels):
         raise ModelError(f"{meta_path}: labels {labels} must be non-empty and unique")
+    if not isinstance(crop_spec.size, int) or isinstance(crop_spec.size, bool):
+        raise ModelError(f"{meta_path}: preprocess.crop.size must be a whole number, found "
+                         f"{crop_spec.size!r}; re-run maskipy-convert")
+    if not isinstance(expected, str):
+        raise ModelError(f"{meta_path}: model.sha256 must be a hex string, found {expected!r}; "
+                         f"re-run maskipy-convert")
     actual = sha256_file(model_path)
     if actual != expected:
         raise ModelError(f"{model_path}: sha256 {actual[:12]}… does not match model.json's "

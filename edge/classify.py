@@ -86,6 +86,11 @@ class TFLiteClassifier:
 
         The bundle's temperature is applied (``decision.py``); pick labels with ``choose``.
         """
+        return self.decision.calibrate(self.scores(crops))
+
+    def scores(self, crops: np.ndarray) -> np.ndarray:
+        """The model's own softmax (N, len(labels)), before the bundle's calibration: what golden
+        outputs, parity and label probes compare, since they check the model file itself."""
         if crops.ndim == 3:
             crops = crops[None]
         batch = to_input(crops, self.input_dtype, self._in_scale, int(self._in_zero))
@@ -100,7 +105,7 @@ class TFLiteClassifier:
                 out[i] = (raw.astype(np.float32) - self._out_zero) * self._out_scale
             else:
                 out[i] = raw
-        return self.decision.calibrate(out)
+        return out
 
     def choose(self, probs: np.ndarray) -> np.ndarray:
         """The label index per row of ``classify``'s output, by the bundle's decision rule."""

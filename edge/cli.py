@@ -14,8 +14,11 @@ import numpy as np
 from . import swap
 from .cli_runner import run_command
 from .config import EdgeConfig, example_config, load_edge_config
-from .errors import CameraError, MaskipyError, OutputError, stderr_is_journal
-from .swap import PID_FILE  # the bundle manager reads it to send SIGHUP after installing a model
+from .errors import CameraError, MaskipyError, stderr_is_journal
+
+# PID_FILE: the bundle manager reads it to send SIGHUP after installing a model.
+from .service import PID_FILE, running_pid
+from .statelock import StateLock
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +26,15 @@ PROG = "maskipy-edge"
 
 
 def write_pid_file(state_dir: Path) -> Path:
-    """Record this process's pid under the state directory."""
+    """Record this process's pid under the state directory (a full or read-only disk: a warning)."""
     path = Path(state_dir) / PID_FILE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"{os.getpid()}\n", encoding="utf-8")
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write the pid file ({exc}); set [counts] state_dir "
-                          f"or --state-dir to a writable place") from None
+        # The gate must still run; only 'bundle install' loses its way to signal a reload.
+        log.warning("%s: cannot write the pid file (%s); reload with 'systemctl reload maskipy-edge' "
+                    "after a deploy", path, exc)
     return path
 
 
@@ -62,19 +66,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runtime import EdgeRuntime, install_signal_handlers
 
     config = load_config(args)
-    runtime = EdgeRuntime(config)
-    previous = install_signal_handlers(runtime)
-    pid_file = write_pid_file(config.counts.state_dir)
-    try:
-        counts = runtime.run(max_frames=args.max_frames)
-    finally:
-        remove_pid_file(pid_file)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    with StateLock(config.counts.state_dir):
+        runtime = EdgeRuntime(config)
+        previous = install_signal_handlers(runtime)
+        # run() re-checks the deployed model after this, so a deploy during start-up is never lost.
+        pid_file = write_pid_file(config.counts.state_dir)
+        try:
+            counts = runtime.run(max_frames=args.max_frames)
+        finally:
+            remove_pid_file(pid_file)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     timing = runtime.timer.as_dict()
     print(f"{timing['frames']} frames, {timing['faces']} faces")
     for label in config.classifier.labels:
         print(f"{label}: {counts.get(label, 0)}")
+    unsaved = [o.degraded for o in runtime.outputs if getattr(o, "degraded", None)]
+    if unsaved:
+        print(f"{PROG}: error: {'; '.join(unsaved)}; fix {config.counts.state_dir} (space, "
+              f"permissions, totals.json) and the next start adds the logged events back", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -90,17 +101,41 @@ def _check_model(config: EdgeConfig) -> str:
     return f"{bundle.directory} ({', '.join(bundle.labels)}; {classifier.runtime})"
 
 
-def _check_source(config: EdgeConfig) -> str:
+def _first_frame(config: EdgeConfig) -> np.ndarray:
     from .sources import open_source
 
     with open_source(config.camera.source, config.camera) as source:
         for _ in range(50):
             frame = source.read()
             if frame is not None:
-                return f"{source.name} gave a {frame.shape[1]}x{frame.shape[0]} frame"
+                return frame
             if source.exhausted:
                 break
     raise CameraError(f"{config.camera.source}: opened but gave no frame; check the camera or file")
+
+
+def _check_source(config: EdgeConfig) -> str:
+    frame = _first_frame(config)
+    return f"{config.camera.source} gave a {frame.shape[1]}x{frame.shape[0]} frame"
+
+
+def _check_pipeline(config: EdgeConfig) -> str:
+    """Build the detector and run one source frame through detect, crop and classify, as ``run`` does."""
+    from .detect import Detection
+    from .modelload import load_model
+    from .preprocess import whole_image_box
+    from .runtime import build_face_detector, crop_faces, resolve_model, to_observations
+
+    detector = build_face_detector(config.detector)
+    bundle, classifier = load_model(config, resolve_model(config))
+    frame = _first_frame(config)
+    detections = detector.detect(frame)
+    boxes, crops = crop_faces(frame, detections, bundle)
+    if not boxes:  # no face in view: the classifier still has to run on this camera's pixels
+        boxes, crops = crop_faces(frame, [Detection(whole_image_box(frame.shape, 0.0), 0.0)], bundle)
+    observations = to_observations(boxes, classifier.classify(crops), classifier.labels, classifier.choose)
+    found = ", ".join(o.label for o in observations) if detections else "no face in this frame"
+    return f"detector and classifier ran on a {frame.shape[1]}x{frame.shape[0]} frame ({found})"
 
 
 def _check_gpio(config: EdgeConfig) -> str:
@@ -136,7 +171,7 @@ def _check_mqtt(config: EdgeConfig) -> str:
 
 def _running_gate(config: EdgeConfig) -> str:
     """Why the checks would fail for a running gate's sake (it holds the camera and pins), or ''."""
-    pid, _ = swap._running_pid(config.counts.state_dir)
+    pid, _ = running_pid(config.counts.state_dir)
     if pid is None or pid == os.getpid():
         return ""
     return (f"maskipy-edge is already running (pid {pid}, {config.counts.state_dir}/{PID_FILE}) and "
@@ -157,8 +192,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"✗ service: {running}")
         return 1
     checks: list[tuple[str, Callable[[EdgeConfig], str]]] = [
-        ("model", _check_model), ("source", _check_source), ("gpio", _check_gpio),
-        ("state", _check_state_dir), ("mqtt", _check_mqtt)]
+        ("model", _check_model), ("source", _check_source), ("pipeline", _check_pipeline),
+        ("gpio", _check_gpio), ("state", _check_state_dir), ("mqtt", _check_mqtt)]
     failed = 0
     for name, check in checks:
         try:
@@ -228,7 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bundle"]:
         return cmd_bundle(argv[1:])
-    return run_command(PROG, build_parser(), run_subcommand, argv)
+    # OSError too: a state dir or device the service user cannot use is the operator's to fix.
+    return run_command(PROG, build_parser(), run_subcommand, argv, errors=(MaskipyError, OSError),
+                       hint=_os_error_hint)
+
+
+def _os_error_hint(exc: BaseException) -> str:
+    return "" if isinstance(exc, MaskipyError) else "; check the path's permissions and free space"
 
 
 def run_subcommand(args: argparse.Namespace) -> int:

@@ -29,7 +29,8 @@ class CameraConfig:
     stall_seconds: float = setting(10.0, "reopen the source after this long without a frame",
                                    low=0.5, high=600)
     max_restarts_per_minute: int = setting(5, "exit non-zero (systemd restarts us) after this many "
-                                           "reopens within a minute", low=1, high=100)
+                                           "reopens within a minute, or in a row without a frame",
+                                           low=1, high=100)
     loop: bool = setting(False, "replay a video file or folder forever instead of stopping at its end")
 
 
@@ -139,7 +140,9 @@ class CountsConfig:
     """Where counts and events are written."""
 
     state_dir: Path = setting(Path("state"), "directory for events, totals and models")
-    flush_seconds: float = setting(30.0, "write totals at least this often", low=1, high=3600)
+    flush_seconds: float = setting(30.0, "each count is saved at once; this is how often totals are "
+                                   "rewritten anyway and saving is retried after a full or read-only disk",
+                                   low=1, high=3600)
     rotate_bytes: int = setting(10_000_000, "rotate the event log past this size", low=10_000,
                                 high=10_000_000_000)
     keep_files: int = setting(5, "rotated event logs to keep", low=1, high=1000)

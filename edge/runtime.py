@@ -14,17 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle, load_bundle
-from .classify import build_classifier
-from .config import EdgeConfig
+from .bundle import Bundle
+from .config import DetectorConfig, EdgeConfig
 from .detect import Detection, build_detector
-from .errors import MaskipyError
+from .errors import ConfigError, MaskipyError
+from .modelload import load_model, load_start_model
 from .outputs import Output, build_outputs, close_outputs
 from .preprocess import Box, crop_face
 from .sdnotify import SystemdNotifier
 from .sources import FrameSource, open_source
 from .status import build_status
-from .swap import current_bundle_dir
+from .store import current_bundle_dir
 from .tracking import CountEvent, Observation, Tracker
 from .watchdog import Heartbeat, SourceWatchdog, heartbeat_path
 
@@ -65,6 +65,18 @@ def resolve_model(config: EdgeConfig, model: str | Path | None = None) -> str | 
     if config.classifier.model:
         return config.classifier.model
     return current_bundle_dir(config.counts.state_dir)
+
+
+def build_face_detector(config: DetectorConfig) -> Any:
+    """``build_detector`` with OpenCV's own failures (a malformed cascade XML) turned into ConfigErrors."""
+    try:
+        return build_detector(config)
+    except MaskipyError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"[detector] cascades = {', '.join(config.cascades)}: OpenCV cannot load them "
+                          f"({first}); give valid cascade XML files or the built-in names") from None
 
 
 def crop_faces(frame: np.ndarray, detections: list[Detection],
@@ -119,8 +131,9 @@ class EdgeRuntime:
         self._closed, self._last_status = False, float("-inf")
         self.outputs: list[Output] = []
         self.watchdog: SourceWatchdog | None = None
-        self.detector = build_detector(config.detector)
-        self.bundle, self.classifier = self.load_model()
+        self.detector = build_face_detector(config.detector)
+        self.model_problem: str | None = None  # set while a fallback model runs; shown in STATUS=
+        self.bundle, self.classifier = self.load_model_at_start()
         self.status = build_status(config, STAGES)  # what the [http] status page shows; None when off
         try:
             self.outputs = build_outputs(config, pin_factory, status=self.status)
@@ -128,7 +141,8 @@ class EdgeRuntime:
             self.watchdog = SourceWatchdog(
                 opener, stall_seconds=config.camera.stall_seconds,
                 max_restarts_per_minute=config.camera.max_restarts_per_minute,
-                heartbeat=Heartbeat(heartbeat_path(config.counts.state_dir)), clock=clock)
+                heartbeat=Heartbeat(heartbeat_path(config.counts.state_dir)), clock=clock,
+                sleep=self._stop.wait)  # a sleep SIGTERM cuts short
         except BaseException:
             self.close()
             raise
@@ -146,16 +160,26 @@ class EdgeRuntime:
 
     def load_model(self) -> tuple[Bundle, Any]:
         """Load and verify the bundle named by ``resolve_model`` and build its classifier."""
-        bundle = load_bundle(resolve_model(self.config, self.model_location))
-        return bundle, build_classifier(self.config.classifier, bundle)
+        return load_model(self.config, resolve_model(self.config, self.model_location))
+
+    def load_model_at_start(self) -> tuple[Bundle, Any]:
+        """The deployed model, falling back to the previous or built-in one (see ``load_start_model``)."""
+        start = load_start_model(self.config, self.model_location or self.config.classifier.model)
+        self._started_from, self.model_problem = start.deployed, start.problem
+        return start.bundle, start.classifier
 
     def run(self, max_frames: int | None = None) -> dict[str, int]:
         """The frame loop; closes everything on the way out and returns this run's counts."""
         self.notifier.ready(self.status_line())
         log.info("%s: running with model %s (%s)", self.source_spec, self.bundle.directory,
                  self.bundle.sha256[:12])
+        if self._deployed_since_start():
+            log.info("model: a bundle was deployed while starting; loading it")
+            self.request_reload()
         try:
             while not self._stop.is_set() and (max_frames is None or self.timer.frames < max_frames):
+                # The loop is alive even when the camera is not: ping, and let the watchdog recover.
+                self._ping(self._clock())
                 if self._reload.is_set():
                     self.reload_model()
                 frame = self.capture()
@@ -167,6 +191,13 @@ class EdgeRuntime:
         finally:
             self.close()
         return dict(self.counts)
+
+    def _deployed_since_start(self) -> bool:
+        """True when ``current`` moved after this process chose its model (a deploy during start-up)."""
+        if self.model_location or self.config.classifier.model:
+            return False
+        now = current_bundle_dir(self.config.counts.state_dir)
+        return now is not None and now != self._started_from
 
     def capture(self) -> np.ndarray | None:
         """The next frame through the watchdog (which reopens a stalled source)."""
@@ -226,7 +257,14 @@ class EdgeRuntime:
 
     def status_line(self) -> str:
         counted = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nobody yet"
-        return f"{self.source_spec}: {self.timer.frames} frames; counted {counted}"
+        line = f"{self.source_spec}: {self.timer.frames} frames; counted {counted}"
+        problems = self.problems()
+        return f"DEGRADED ({'; '.join(problems)}) {line}" if problems else line
+
+    def problems(self) -> list[str]:
+        """What is wrong but not fatal (a fallback model, counts kept only in memory); [] when healthy."""
+        found = [self.model_problem] if self.model_problem else []
+        return found + [o.degraded for o in self.outputs if getattr(o, "degraded", None)]
 
     def request_reload(self) -> None:
         """Ask the loop to reload the model before its next frame (the SIGHUP handler)."""
@@ -238,12 +276,13 @@ class EdgeRuntime:
         self.notifier.reloading(self._clock)
         try:
             bundle, classifier = self.load_model()
-        except MaskipyError as exc:
+        except Exception as exc:  # whatever a bad bundle does, the running model stays
             self.reload_failures += 1
             log.error("reload: keeping model %s: %s", self.bundle.directory, exc)
             ok = False
         else:
             self.bundle, self.classifier = bundle, classifier
+            self.model_problem = None
             self.reloads += 1
             log.info("reload: now using model %s (%s)", bundle.directory, bundle.sha256[:12])
             ok = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -52,9 +53,12 @@ def _convert(kind: Any, raw: str, where: str, meta: Mapping[str, Any]) -> Any:
         if kind is int:
             return int(text, 0)
         if kind is float:
-            return float(text)
+            value = float(text)
+            if not math.isfinite(value):  # nan passes every range check and inf breaks timing
+                raise ValueError
+            return value
     except ValueError:
-        expected = {bool: "yes or no", int: "a whole number, e.g. 5", float: "a number, e.g. 0.5"}
+        expected = {bool: "yes or no", int: "a whole number, e.g. 5", float: "a finite number, e.g. 0.5"}
         raise ConfigError(f"{where}: not valid; use {expected[kind]}") from None
     if kind is Path:
         return Path(text).expanduser()
@@ -85,23 +89,36 @@ def build_section(cls: type, values: Mapping[str, str], path: str, section: str)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
+    errors: list[str] = []
     for key, raw in values.items():
-        if key not in fields:
-            import difflib
-
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(fields)}"
-            raise ConfigError(f"{_where(path, section, key, raw)}: unknown key; {hint}")
         where = _where(path, section, key, raw)
-        value = _convert(hints[key], raw, where, fields[key].metadata)
-        _check(value, where, fields[key].metadata)
+        try:
+            if key not in fields:
+                import difflib
+
+                close = difflib.get_close_matches(key, list(fields), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(fields)}"
+                raise ConfigError(f"{where}: unknown key; {hint}")
+            value = _convert(hints[key], raw, where, fields[key].metadata)
+            _check(value, where, fields[key].metadata)
+            if value == "" and hints[key] is str and fields[key].default != "":
+                raise ConfigError(f"{where}: empty; give a value or remove the line to keep the default "
+                                  f"({fields[key].default})")
+        except ConfigError as exc:
+            errors.append(str(exc))
+            continue
         kwargs[key] = value
+    if errors:
+        raise ConfigError("\n".join(errors))
     return cls(**kwargs)
 
 
 def read_ini(path: str | Path | None) -> configparser.ConfigParser:
     """Parse an INI file (or nothing, for all defaults) with no interpolation and case-kept keys."""
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+    # No default section: configparser would copy [DEFAULT] keys into every section, and a lone
+    # [DEFAULT] would be silently ignored; as a plain section it is reported like any other.
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"),
+                                       default_section="\0no-default-section")
     if path is None:
         return parser
     path = Path(path)
@@ -126,14 +143,24 @@ def parse_sections(parser: configparser.ConfigParser, schema: Mapping[str, type]
     left to it; any other unknown section is an error, so a typo never silently becomes a default.
     """
     foreign = set(foreign)
+    known = ", ".join(sorted(set(schema) | foreign))
+    errors: list[str] = []
     for name in parser.sections():
-        if name not in schema and name not in foreign:
-            known = ", ".join(sorted(set(schema) | foreign))
-            raise ConfigError(f"{path} [{name}]: unknown section; known sections: {known}")
+        if name == "DEFAULT":  # a normal section here (see read_ini), so it cannot go unnoticed
+            errors.append(f"{path} [DEFAULT]: not supported; put each key under its own section "
+                          f"(known sections: {known})")
+        elif name not in schema and name not in foreign:
+            errors.append(f"{path} [{name}]: unknown section; known sections: {known}")
     out: dict[str, Any] = {}
     for name, cls in schema.items():
         values = dict(parser.items(name)) if parser.has_section(name) else {}
-        out[name] = build_section(cls, values, path, name)
+        try:
+            out[name] = build_section(cls, values, path, name)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    if errors:
+        # Every mistake at once: an operator on a Pi fixes them in one edit, not one per restart.
+        raise ConfigError("\n".join(errors))
     return out
 
 

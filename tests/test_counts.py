@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -20,8 +21,11 @@ class Clock:
         return self.now
 
 
-def event(label: str, track_id: int = 1) -> CountEvent:
-    return CountEvent(NOON, track_id, label, 0.875, (10, 20, 30, 40))
+_SERIAL = itertools.count()
+
+
+def event(label: str, track_id: int = 1, when: float = NOON) -> CountEvent:
+    return CountEvent(when, track_id, label, 0.875, (10, 20, 30, 40), id=f"event-{next(_SERIAL)}")
 
 
 def test_each_counted_person_is_one_json_line(tmp_path):
@@ -30,22 +34,18 @@ def test_each_counted_person_is_one_json_line(tmp_path):
     log.on_count(event("properly_masked", 2))
     log.close()
     lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert lines[0] == {"time": NOON, "track": 1, "label": "unmasked", "confidence": 0.875,
-                        "box": [10, 20, 30, 40]}
+    assert lines[0] == {"id": lines[0]["id"], "time": NOON, "track": 1, "label": "unmasked",
+                        "confidence": 0.875, "box": [10, 20, 30, 40]}
+    assert lines[0]["id"] != lines[1]["id"]
     assert [line["label"] for line in lines] == ["unmasked", "properly_masked"]
     totals = json.loads((tmp_path / "totals.json").read_text())
     assert totals["date"] == "2026-03-14"
     assert totals["totals"] == {"properly_masked": 1, "improperly_masked": 0, "unmasked": 1}
 
 
-def test_totals_are_flushed_every_flush_seconds(tmp_path):
-    clock = Clock()
-    log = CountLog(tmp_path, labels=LABELS, flush_seconds=30, clock=clock)
+def test_totals_are_saved_with_each_count(tmp_path):
+    log = CountLog(tmp_path, labels=LABELS, flush_seconds=30, clock=Clock())
     log.on_count(event("unmasked"))
-    log.on_frame([], None)
-    assert not (tmp_path / "totals.json").exists()
-    clock.now += 31
-    log.on_frame([], None)
     assert json.loads((tmp_path / "totals.json").read_text())["totals"]["unmasked"] == 1
 
 
@@ -70,8 +70,9 @@ def test_the_day_rolls_over_while_running(tmp_path):
     log = CountLog(tmp_path, labels=LABELS, clock=clock)
     log.on_count(event("unmasked"))
     clock.now += 86400
-    log.on_count(event("properly_masked"))
+    log.on_count(event("properly_masked", when=clock.now))
     assert log.totals == {"properly_masked": 1, "improperly_masked": 0, "unmasked": 0}
+    assert log.days["2026-03-14"] == {"properly_masked": 0, "improperly_masked": 0, "unmasked": 1}
     log.close()
 
 
@@ -79,6 +80,7 @@ def test_event_log_rotates_by_size_keeping_keep_files(tmp_path):
     log = CountLog(tmp_path, labels=LABELS, rotate_bytes=300, keep_files=2, clock=Clock())
     for i in range(40):
         log.on_count(event("unmasked", i))
+    assert log.totals["unmasked"] == 40
     log.close()
     names = sorted(p.name for p in tmp_path.glob("events.jsonl*"))
     assert names == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]

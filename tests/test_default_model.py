@@ -39,7 +39,7 @@ def test_default_model_reproduces_its_golden_output(default_bundle):
     bundle = load_bundle(default_bundle)
     golden = bundle.metadata["golden"]
     crop = np.random.default_rng(golden["seed"]).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
-    probs = TFLiteClassifier(bundle, num_threads=1).classify(crop)
+    probs = TFLiteClassifier(bundle, num_threads=1).scores(crop)
     np.testing.assert_allclose(probs, golden["probabilities"], atol=GOLDEN_TOLERANCE)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -30,6 +32,7 @@ class FakeClock:
 def make_watchdog(opened, frames_per_open, clock, **kwargs):
     def opener():
         source = ReplaySource(list(frames_per_open(len(opened))), name=f"cam{len(opened)}")
+        source.opened_at = clock.now
         opened.append(source)
         return source
 
@@ -51,7 +54,7 @@ def test_stalled_source_is_reopened_and_frames_flow_again():
             break
     assert len(opened) == 2 and opened[0].closed
     assert watchdog.read() is FRAME
-    assert clock.sleeps[-1] == 0.5
+    assert opened[1].opened_at - opened[0].opened_at == pytest.approx(5.0 + 0.5, abs=1.0)
 
 
 def test_backoff_doubles_and_too_many_restarts_raise_camera_error():
@@ -59,10 +62,11 @@ def test_backoff_doubles_and_too_many_restarts_raise_camera_error():
     watchdog = make_watchdog(opened, lambda n: [None] * 100, clock, stall_seconds=1.0)
     with pytest.raises(CameraError, match="reopens within a minute"):
         for _ in range(100):
-            clock.now += 1.0
+            clock.now += 0.1
             watchdog.read()
-    backoffs = [s for s in clock.sleeps if s >= 0.5]
-    assert backoffs[:3] == [0.5, 1.0, 2.0]
+    gaps = [b.opened_at - a.opened_at for a, b in itertools.pairwise(opened)]
+    # Each reopen waits a second of stall plus the backoff, which doubles: 0.5, 1, 2.
+    assert [g - 1.0 for g in gaps] == pytest.approx([0.5, 1.0, 2.0], abs=0.3)
     assert len(opened) == 4  # the first open and three reopens
 
 

@@ -18,12 +18,16 @@ from maskipy.edge.cli_runner import run_command
 from maskipy.edge.config import DetectorConfig, load_edge_config
 from maskipy.edge.detect import build_detector, iou
 from maskipy.edge.errors import ConfigError, ImageError
-from maskipy.edge.preprocess import Box, crop_face, read_image, whole_image_box
+from maskipy.edge.imagecheck import read_image_checked
+from maskipy.edge.preprocess import Box, crop_face, whole_image_box
 
 from . import report
 from .data import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
+
+# Smaller than this is no face crop at all (a 2x38 px image once crashed a whole evaluation).
+MIN_IMAGE_SIDE = 8
 
 
 def parse_label_map(items: list[str]) -> dict[str, str]:
@@ -50,14 +54,17 @@ def list_images(data_dir: Path) -> list[tuple[Path, str]]:
 
 
 def voc_boxes(image_path: Path) -> list[Box] | None:
-    """Face boxes from a VOC-style .xml beside the image, if there is one."""
+    """Face boxes from a VOC-style .xml beside the image, if there is one; ConfigError if malformed."""
     xml = image_path.with_suffix(".xml")
     if not xml.is_file():
         return None
     boxes = []
-    for obj in ET.parse(xml).getroot().iter("bndbox"):
-        x0, y0, x1, y1 = (int(float(obj.findtext(k, "0"))) for k in ("xmin", "ymin", "xmax", "ymax"))
-        boxes.append((x0, y0, x1 - x0, y1 - y0))
+    try:
+        for obj in ET.parse(xml).getroot().iter("bndbox"):
+            x0, y0, x1, y1 = (int(float(obj.findtext(k, "0"))) for k in ("xmin", "ymin", "xmax", "ymax"))
+            boxes.append((x0, y0, x1 - x0, y1 - y0))
+    except (ET.ParseError, ValueError, OverflowError, OSError) as exc:
+        raise ConfigError(f"{xml}: not a valid VOC annotation ({exc}); fix or remove it") from None
     return boxes
 
 
@@ -82,7 +89,9 @@ class Evaluator:
 
     def predict(self, path: Path) -> Prediction:
         """The model's answer for the image's face (label None when detection found no face)."""
-        image = read_image(str(path))
+        image = read_image_checked(path)
+        if min(image.shape[:2]) < MIN_IMAGE_SIDE:
+            raise ImageError(f"{path}: {image.shape[1]}x{image.shape[0]} px is too small to hold a face")
         if self.detector is None:
             box = whole_image_box(image.shape, self.crop_margin)
         else:
@@ -111,12 +120,20 @@ def evaluate(evaluator: Evaluator, images: list[tuple[Path, str]], mapping: dict
     for path, label in tqdm(images, desc="evaluate", unit="img"):
         try:
             predicted = evaluator.predict(path)
-        except ImageError:
+        except ConfigError:  # a malformed annotation is the data set's to fix, not a skip
+            raise
+        except (ImageError, ValueError) as exc:  # ValueError: a face box outside a tiny frame
+            log.debug("skipping %s: %s", path, exc)
             skipped.append(str(path))
             continue
         true.append(label)
         answers.append(predicted)
         pred.append("no_face" if predicted.label is None else mapping.get(predicted.label, predicted.label))
+    if skipped:
+        log.warning("skipped %d of %d images that could not be read, were too large or too small "
+                    "(listed under 'skipped' in --json; first: %s)", len(skipped), len(images), skipped[0])
+    if not true:
+        raise ImageError(f"none of the {len(images)} images could be evaluated; first: {skipped[0]}")
     labels = sorted(set(true)) + sorted(set(pred) - set(true))
     result = report.metrics(true, pred, labels)
     result["skipped"] = skipped
@@ -128,6 +145,22 @@ def evaluate(evaluator: Evaluator, images: list[tuple[Path, str]], mapping: dict
         if det["boxes_labelled"]:
             result["detection"]["recall"] = round(det["boxes_found"] / det["boxes_labelled"], 4)
     return result
+
+
+def check_writable(path: Path) -> None:
+    """ConfigError unless ``path`` can be written (its folder is made if missing)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a directory")
+        existed = path.exists()
+        with open(path, "a", encoding="utf-8"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the results there ({exc.strerror or exc}); "
+                          f"pick another --json/--png path") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def eval_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    for target in filter(None, (args.json, args.png)):
+        check_writable(target)  # before the slow part, not after it
     detector = load_edge_config(args.config).detector if args.detect else None
     evaluator = Evaluator(args.model, detector, args.crop_margin)
     result = evaluate(evaluator, list_images(args.data_dir), parse_label_map(args.label_map))
@@ -158,12 +193,14 @@ def eval_command(args: argparse.Namespace) -> int:
         print(f"detection: a face found in {result['detection']['image_rate']:.3f} of images"
               + (f", box recall {result['detection']['recall']:.3f}" if "recall" in result["detection"]
                  else ""))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        report.write_json(result, args.json)
     png = args.png or (args.json.with_suffix(".png") if args.json else None)
-    if png:
-        report.plot_confusion(result, png, str(args.data_dir))
+    try:
+        if args.json:
+            report.write_json(result, args.json)
+        if png:
+            report.plot_confusion(result, png, str(args.data_dir))
+    except OSError as exc:
+        raise ConfigError(f"{exc.filename}: cannot write the results ({exc.strerror or exc})") from None
     return 0
 
 

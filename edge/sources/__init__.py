@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import CameraConfig
+from ..errors import CameraError
 from .base import FrameSource
 
 __all__ = ["FrameSource", "open_source", "source_kind"]
@@ -32,6 +33,10 @@ def open_source(spec: str, config: Any) -> FrameSource:
     here, only for the kind asked for.
     """
     camera: CameraConfig = getattr(config, "camera", config)
+    if not spec or not spec.strip():
+        # Path("") is the current directory: an empty source would read it, recursively.
+        raise CameraError("[camera] source is empty; give picamera2, /dev/video0, a video file, "
+                          "an rtsp:// URL or an image folder")
     kind = source_kind(spec)
     if kind == "picamera2":
         from .picamera2 import Picamera2Source

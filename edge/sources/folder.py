@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CameraError, ImageError
-from ..preprocess import read_image
+from ..imagecheck import read_image_checked
 from .base import FrameSource
 
 log = logging.getLogger(__name__)
@@ -17,8 +18,16 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Every image under ``folder``, sorted by path so runs are repeatable."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Every image under ``folder``, sorted by path so runs are repeatable; unreadable subfolders
+    are skipped with a warning."""
+
+    def unreadable(exc: OSError) -> None:
+        log.warning("%s: skipping an unreadable folder: %s", folder, exc)
+
+    found = []
+    for root, _, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        found += [Path(root) / name for name in files if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(p for p in found if p.is_file())
 
 
 class FolderSource(FrameSource):
@@ -57,7 +66,7 @@ class FolderSource(FrameSource):
             path = self.paths[self._index]
             self._index += 1
             try:
-                frame = read_image(str(path))
+                frame = read_image_checked(path)
             except ImageError as exc:
                 log.warning("%s: skipping %s: %s", self.name, path.name, exc)
                 continue

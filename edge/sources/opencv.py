@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 
 _DEVICE = re.compile(r"^(?:/dev/video)?(\d+)$")
 _STREAM = ("rtsp://", "rtsps://", "http://", "https://")
+# FFmpeg otherwise waits 30 s per read of a stream that stopped answering, and forever to open one.
+STREAM_OPEN_TIMEOUT_MS = 10_000
+STREAM_READ_TIMEOUT_MS = 5_000
 
 
 def parse_device(spec: str) -> int | None:
@@ -44,8 +47,12 @@ class OpenCVSource(FrameSource):
         if self.is_file and not Path(spec).is_file():
             raise CameraError(f"{spec}: video file not found; give a camera index, /dev/videoN, "
                               f"a video file, an rtsp:// URL or an image folder")
-        target = self.device if self.device is not None else spec
-        self._capture = cv2.VideoCapture(target)
+        if self.is_stream:
+            self._capture = cv2.VideoCapture(spec, cv2.CAP_FFMPEG, [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_OPEN_TIMEOUT_MS,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_READ_TIMEOUT_MS])
+        else:
+            self._capture = cv2.VideoCapture(self.device if self.device is not None else spec)
         if not self._capture.isOpened():
             self._capture.release()
             raise CameraError(f"{spec}: OpenCV cannot open it; {self._hint()}")

@@ -1,0 +1,49 @@
+"""Add probe crops (labels checked by meaning) to a bundle: ``python -m maskipy.converters.probes DIR``.
+
+maskipy-convert does this for every new bundle; this script is for bundles made before probes
+existed (the shipped default was given its probes this way). model.tflite is untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from maskipy.edge.bundle import load_bundle
+from maskipy.edge.classify import TFLiteClassifier
+from maskipy.edge.errors import MaskipyError, ModelError, report_error
+from maskipy.edge.probes import candidate_images, check_probes, make_probes
+
+from .bundle import update_metadata
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def add_probes(directory: Path, data_dir: Path) -> str:
+    """Write probes.npz for ``directory`` from the photos under ``data_dir``; a one-line summary."""
+    bundle = load_bundle(directory)
+    classifier = TFLiteClassifier(bundle, num_threads=1)
+    entry = make_probes(bundle.directory, bundle, classifier, candidate_images(data_dir, bundle.labels))
+    if entry is None:
+        raise ModelError(f"{data_dir}: no probe candidate the model labels right with confidence; "
+                         f"is the data there (realworld-2class/)?")
+    update_metadata(bundle.directory, probes=entry)
+    return check_probes(classifier, load_bundle(directory))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m maskipy.converters.probes", description=__doc__)
+    parser.add_argument("directory", type=Path, help="bundle directory (model.tflite + model.json)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help=f"the shared data folder (default {DEFAULT_DATA})")
+    args = parser.parse_args(argv)
+    try:
+        print(f"{args.directory}: {add_probes(args.directory, args.data)}")
+    except MaskipyError as exc:
+        return report_error("probes", exc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Install a validated bundle as ``current`` (the old one becomes ``previous``), roll back, report status."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .bundle import load_bundle
+from .config import COUNTED_CLASSES
+from .errors import DeployError, MaskipyError, ModelError
+from .service import running_pid, signal_reload
+from .store import (
+    CURRENT,
+    KEEP_VERSIONS,
+    PREVIOUS,
+    locked,
+    models_dir,
+    point,
+    pointer,
+    prune,
+    same_bundle,
+    store_copy,
+    versions,
+)
+from .validate import Validation, validate_bundle
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    """What an install or rollback did to the pointers, and what happened to the running service."""
+
+    action: str
+    current: Path
+    previous: Path | None
+    reload: str
+    reload_ok: bool = True
+    validation: Validation | None = None
+
+    def describe(self) -> str:
+        previous = self.previous.name if self.previous else "none"
+        return f"{self.action} {self.current.name}; previous {previous}; {self.reload}"
+
+
+def install_bundle(incoming_dir: str | Path, state_dir: str | Path,
+                   labels: Sequence[str] = COUNTED_CLASSES, reject_label: str = "not_face",
+                   keep: int = KEEP_VERSIONS, notify: bool = True) -> SwapResult:
+    """Validate ``incoming_dir`` and make it ``current``, the old one ``previous``; then signal a reload.
+
+    The copy is re-checked against what was validated, so what runs is exactly what passed. A
+    bundle that fails raises ModelError and leaves ``current`` untouched.
+    """
+    validation = validate_bundle(incoming_dir, labels, reject_label)  # slow part, outside the lock
+    bundle = validation.bundle
+    models = models_dir(state_dir)
+    with locked(models):
+        old = pointer(state_dir, CURRENT)
+        if old is not None and same_bundle(bundle.directory, old):
+            # A retried deploy must not make previous a copy of current and lose the real rollback.
+            return SwapResult("already current:", old, pointer(state_dir, PREVIOUS), "reload not needed",
+                              validation=validation)
+        stored = store_copy(bundle, models)
+        try:
+            copied = load_bundle(stored)
+            if copied.metadata != bundle.metadata:
+                raise ModelError(f"{bundle.json_path}: changed while it was being installed; upload it again")
+        except MaskipyError:
+            shutil.rmtree(stored, ignore_errors=True)
+            raise
+        if old is not None:
+            point(models / PREVIOUS, old.name)
+        point(models / CURRENT, stored.name)
+        prune(models, keep)
+    message, ok = signal_reload(state_dir) if notify else ("reload not requested", True)
+    return SwapResult("installed", stored, old, message, ok, validation)
+
+
+def rollback(state_dir: str | Path, labels: Sequence[str] = COUNTED_CLASSES,
+             reject_label: str = "not_face", notify: bool = True) -> SwapResult:
+    """Make ``previous`` current again (and the current one previous), after re-checking it."""
+    models = models_dir(state_dir)
+    with locked(models):
+        previous, current = pointer(state_dir, PREVIOUS), pointer(state_dir, CURRENT)
+        if previous is None:
+            raise DeployError(f"{models}: no previous bundle to roll back to; install a known-good "
+                              f"bundle with 'maskipy-edge bundle install DIR'")
+        validate_bundle(previous, labels, reject_label)
+        if current is not None:
+            point(models / PREVIOUS, current.name)
+        point(models / CURRENT, previous.name)
+    message, ok = signal_reload(state_dir) if notify else ("reload not requested", True)
+    return SwapResult("rolled back to", previous, current, message, ok)
+
+
+def bundle_status(state_dir: str | Path) -> list[tuple[str, str]]:
+    """(field, value) rows describing the installed bundles and the service, for ``bundle status``."""
+    names = [p.name for p in versions(models_dir(state_dir))]
+    current, previous = pointer(state_dir, CURRENT), pointer(state_dir, PREVIOUS)
+    pid, why = running_pid(state_dir)
+    return [
+        ("state dir", str(Path(state_dir))),
+        ("current", current.name if current else
+         "none (the runtime uses [classifier] model or the built-in default)"),
+        ("previous", previous.name if previous else "none"),
+        ("versions", ", ".join(names) or "none"),
+        ("service", f"running (pid {pid})" if pid else f"not running ({why})"),
+    ]

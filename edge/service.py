@@ -1,0 +1,45 @@
+"""The running service as the bundle manager sees it: its pid file and the SIGHUP that reloads it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+PID_FILE = "maskipy-edge.pid"
+
+
+def running_pid(state_dir: str | Path) -> tuple[int | None, str]:
+    """The live maskipy pid from the pid file, or None and why not.
+
+    Its command line must mention maskipy: SIGHUP's default action would kill a recycled pid's owner.
+    """
+    pid_path = Path(state_dir) / PID_FILE
+    try:
+        pid = int(pid_path.read_text().split()[0])
+    except FileNotFoundError:
+        return None, "no pid file"
+    except (IndexError, ValueError, OSError):
+        return None, f"{pid_path} is unreadable"
+    try:
+        alive = pid > 1 and b"maskipy" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        alive = False
+    except OSError:
+        alive = True  # cannot tell (hidepid); os.kill decides
+    return (pid, "") if alive else (None, f"stale {pid_path}, pid {pid}")
+
+
+def signal_reload(state_dir: str | Path) -> tuple[str, bool]:
+    """SIGHUP the running service so it loads ``current``; returns (what happened, whether that is fine)."""
+    pid, why = running_pid(state_dir)
+    try:
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
+            return f"reload signalled (SIGHUP to pid {pid})", True
+    except ProcessLookupError:
+        why = f"pid {pid} exited"
+    except PermissionError:
+        return (f"reload NOT signalled: no permission to signal pid {pid}; run 'sudo systemctl reload "
+                f"maskipy-edge', or install as the service user (sudo -n -u maskipy maskipy-edge ...)"), False
+    return f"service not running ({why}): the model loads when it starts", True
