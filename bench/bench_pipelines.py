@@ -64,6 +64,8 @@ class SeedPipeline:
         self.cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / SEED_CASCADE))
         self.spec = CropSpec(margin=0.0, size=224, interpolation="nearest", colour_order="rgb")
         self.counts: dict[int, int] = {}
+        self.events: list[tuple[int, Any]] = []  # the seed counted every face of every frame, no people
+        self.classified = 0
 
     def start_stream(self) -> None:
         """The seed kept no state between frames."""
@@ -84,6 +86,7 @@ class SeedPipeline:
         inputs = [scale_pixels(crop_face(frame, box, self.spec)[None]) for box in boxes]
         ms["preprocess"], start = _lap(start)
         probs = [self.model.predict(x, verbose=0)[0] for x in inputs]
+        self.classified = len(inputs)
         ms["classify"], start = _lap(start)
         for p in probs:
             label = int(np.argmax(p))
@@ -114,12 +117,15 @@ class EdgePipeline:
 
     Each stream gets a fresh runtime (a camera session: new tracker, frame counter from 0, so
     ``every_n_frames`` behaves as on a camera). On frames it does not detect, the faces it knows
-    are its live tracks' boxes.
+    are its live tracks' boxes. ``events`` holds the stream's people counted by the runtime's own
+    tracker, as (frame index, CountEvent); ``classified`` the faces it classified in the last frame.
     """
 
     def __init__(self, config: EdgeConfig, bundle: Path) -> None:
         self.config, self.bundle = config, bundle
         self.runtime: Any = None
+        self.events: list[tuple[int, Any]] = []
+        self.classified = 0
 
     def start_stream(self) -> None:
         from maskipy.edge.runtime import EdgeRuntime
@@ -130,14 +136,18 @@ class EdgePipeline:
         self.runtime = EdgeRuntime(self.config, model=self.bundle, notifier=SystemdNotifier(""),
                                    source_opener=lambda: ReplaySource([], name="bench"))
         self.runtime.detector = RecordingDetector(self.runtime.detector)
+        self.events = []
 
     def process(self, frame: np.ndarray) -> tuple[dict[str, float], list[Box], bool]:
         """One frame through the runtime: stage milliseconds, the boxes it acts on, whether it detected."""
         timer = self.runtime.timer
-        before, inferred_before = dict(timer.seconds), timer.inferred_frames
+        before, inferred_before, faces_before = dict(timer.seconds), timer.inferred_frames, timer.faces
+        index = timer.frames
         start = time.perf_counter()
-        self.runtime.process(frame)
+        events = self.runtime.process(frame)
         wall = 1000.0 * (time.perf_counter() - start)
+        self.events.extend((index, event) for event in events)
+        self.classified = timer.faces - faces_before
         ms = {k: 1000.0 * (timer.seconds[k] - before[k]) for k in timer.seconds if k != "capture"}
         # The loop's own bookkeeping (watchdog ping, status) is outside the timer's stages; count it
         # with track+outputs so the stages add up to the frame's wall time.

@@ -38,38 +38,90 @@ def read(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def test_edge_pipeline_writes_stage_times_speedup_and_recall(tmp_path, tiny_models, shared_data):
+def test_edge_pipeline_writes_stage_times_speedup_recall_and_time_to_count(tmp_path, tiny_models,
+                                                                            shared_data):
     import edge_pipeline
     from bench_common import write_json
 
     model, int8, _ = tiny_models
-    result = edge_pipeline.run_benchmark(frames=3, scenes=1, scene_frames=2,
+    grid = {"every_n_frames=2,min_votes=3": {"detector.every_n_frames": "2", "tracking.min_votes": "3"}}
+    result = edge_pipeline.run_benchmark(frames=8, scenes=1, scene_frames=2,
                                          types=["640x480_1face", "scenes"], bundle=int8, seed_model=model,
-                                         variants={"every_n_frames=2": {"detector.every_n_frames": "2"}})
+                                         variants={"detector=haar": edge_pipeline.VARIANTS["detector=haar"]},
+                                         count_grid=grid, count_scenes=1, count_frames=6)
     result["bars"] = edge_pipeline.bars(result)
     result["pi_estimate"] = edge_pipeline.pi_estimate(result)
     data = read(write_json(tmp_path / "edge.json", result))
     entry = data["frame_types"]["640x480_1face"]
     for who in ("seed", "edge"):
-        assert set(entry[who]["stages_ms"]) == set(edge_pipeline.STAGES)
-        assert {"median", "p90"} <= set(entry[who]["stages_ms"]["detect"])
-        assert entry[who]["frames"] == 3 and entry[who]["true_faces"] == 3
-        assert {"fps", "recall", "false_positives_per_frame"} <= set(entry[who])
-    assert entry["speedup_vs_seed"] is not None
-    assert "every_n_frames=2" in entry["variants"]
+        run = entry[who]
+        assert set(run["stages_ms"]) == set(edge_pipeline.STAGES)
+        # Timed, not just present: every frame has a detect time and the run a frame rate.
+        assert run["stages_ms"]["detect"]["n"] == 8 and run["stages_ms"]["detect"]["median"] > 0
+        assert run["fps"] > 0 and run["total_ms"]["mean"] > 0
+        # The face walks in at frame 0 (first stream): on every frame, found or not.
+        assert run["frames"] == 8 and run["true_faces"] == 8 and 0 <= run["recall"] <= 1
+    assert entry["edge"]["inferred_frames"] == 4  # every_n_frames = 2 by default
+    assert entry["speedup_vs_seed"] == round(entry["edge"]["fps"] / entry["seed"]["fps"], 2)
+    haar = entry["variants"]["detector=haar"]
+    assert haar["fps"] > 0 and data["runs"]["edge[detector=haar]"]["detector"] == "haar"
+    assert data["runs"]["edge"]["detector"] == "ssd"
+    counts = entry["edge"]["time_to_count"]
+    assert counts["people"] == 1 and counts["goal_s"] == 0.5
+    assert data["time_to_count"]["shipped_default"] == "every_n_frames=2,min_votes=3"
+    grid_run = data["time_to_count"]["configs"]["every_n_frames=2,min_votes=3"]
+    assert grid_run["frames"] == 12 and grid_run["inferred_frames"] == 6  # a one- and a four-face stream
+    assert grid_run["time_to_count"]["people"] == 5
     assert data["frame_types"]["scenes"]["edge"]["recall"] is None
-    assert {"speedup_ok", "recall_ok"} <= set(data["bars"])
-    # Each 1face frame holds a real face: the edge must find it, or nothing timed the classifier and
-    # the Pi estimate below would be empty.
-    assert entry["edge"]["faces_found_per_frame"] > 0, entry["edge"]
-    assert entry["edge"]["stages_ms"]["classify"]["mean"] > 0
-    estimate = data["pi_estimate"]
-    assert estimate, "no Pi estimate although the edge found and classified faces"
-    assert estimate["detect_factor"] > 0 and estimate["classify_factor"] > 0
-    for name in ("640x480_1face", "scenes"):
-        runs = estimate["frame_types"][name]
-        assert set(runs) == {"edge", "edge[every_n_frames=2]"}
-        assert all(run["pi4_fps"] > 0 and run["pi5_fps"] > run["pi4_fps"] for run in runs.values())
+    assert data["settings"]["backgrounds"] == "real" and data["provenance"]["commit"] != "unknown"
+    models = data["models"]
+    assert set(models["detectors"]) == set(data["runs"]["edge"]["ssd_models"])
+    assert all(len(m["sha256"]) == 64 and m["mmacs"] > 0 for m in models["detectors"].values())
+    assert len(models["classifier"]["sha256"]) == 64
+    assert {"speedup_ok", "recall_ok", "count_ok"} <= set(data["bars"])
+    assert data["bars"]["count_people"] == 5  # judged on the grid's streams
+    pi = data["pi_estimate"]
+    assert pi["estimate_only"] and "pi4_int8_rate" in pi["assumptions"]
+    assert pi["frame_types"]["640x480_1face"]["edge"]["pi4_fps"] > 0
+
+
+def test_time_to_count_matches_count_events_to_the_faces_that_walked_in():
+    from bench_frames import Stream
+    from stream_metrics import CountTally
+
+    from maskipy.edge.tracking import CountEvent
+
+    face_a, face_b, own = (10, 10, 50, 50), (200, 10, 50, 50), (400, 300, 60, 60)
+    frames = [(b"", [face_a], [0]), (b"", [face_a], [0]), (b"", [face_a, face_b], [0, 1]),
+              (b"", [face_a, face_b], [0, 1]), (b"", [face_a, face_b], [0, 1])]
+    stream = Stream(frames, enters=[0, 2], ignore=[own], labels=["unmasked", "properly_masked"])
+    tally = CountTally()
+    tally.add_stream(stream, [(3, CountEvent(0.0, 1, "unmasked", 0.9, (12, 12, 48, 48))),
+                              (4, CountEvent(0.0, 2, "unmasked", 0.9, (202, 8, 50, 52))),
+                              (4, CountEvent(0.0, 3, "unmasked", 0.9, (11, 11, 50, 50))),
+                              (4, CountEvent(0.0, 4, "unmasked", 0.9, own))])
+    summary = tally.summary()
+    # Face a: counted at frame 3, there since 0 -> 0.2 s; face b: frame 4, since 2 -> 0.133 s.
+    assert sorted(tally.seconds) == [2 / 15, 3 / 15]
+    assert summary["counted"] == summary["people"] == 2 and summary["within_goal_share"] == 1.0
+    assert (summary["extra_counts"], summary["background_counts"], summary["spurious_counts"]) == (1, 1, 0)
+    assert summary["counted_label_accuracy"] == 0.5  # face b was counted as unmasked
+    late = CountTally()
+    late.add_stream(stream, [])
+    assert late.summary()["counted"] == 0 and late.summary()["within_goal_share"] == 0.0
+
+
+def test_model_macs_counts_the_classifier_as_mobilenet_v2():
+    from model_macs import model_macs, op_macs
+
+    from maskipy.edge.bundle import DEFAULT_BUNDLE, MODEL_FILE
+
+    assert op_macs("CONV_2D", (32, 3, 3, 3), (1, 112, 112, 32)) == 112 * 112 * 32 * 27
+    assert op_macs("DEPTHWISE_CONV_2D", (1, 3, 3, 32), (1, 112, 112, 32)) == 112 * 112 * 32 * 9
+    if not (DEFAULT_BUNDLE / MODEL_FILE).is_file():
+        pytest.skip("no default bundle")
+    # MobileNetV2-224 is ~300 M multiply-adds (Sandler et al. 2018).
+    assert 280 <= model_macs(DEFAULT_BUNDLE / MODEL_FILE)["mmacs"] <= 320
 
 
 def test_match_faces_counts_each_true_face_once():
@@ -130,8 +182,8 @@ def test_detector_recall_counts_boxes_before_and_after_the_not_face_check(tmp_pa
 
     out = tmp_path / "detector.json"
     assert detector_recall.main(["--data", str(shared_data), "--per-class", "2", "--configs",
-                                 "shipped_default", "--verify", str(tiny_bundle), "--json", str(out)]) == 0
-    result = read(out)["results"]["shipped_default"]
+                                 "ssd_default", "--verify", str(tiny_bundle), "--json", str(out)]) == 0
+    result = read(out)["results"]["ssd_default"]
     assert {"faces/unmasked", "real/properly_masked", "not_face/not_face", "scenes/fp_per_photo",
             "ms_per_640x480"} <= set(result)
     for key, rate in result.items():
