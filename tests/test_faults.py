@@ -737,7 +737,7 @@ def test_check_runs_the_detector_and_classifier_and_catches_a_malformed_cascade(
     cascade = tmp_path / "broken.xml"
     cascade.write_text('<?xml version="1.0"?>\n<opencv_storage><cascade>garbage')
     config = tmp_path / "config.ini"
-    config.write_text(f"[detector]\ncascades = {cascade}\n")
+    config.write_text(f"[detector]\ntype = haar\ncascades = {cascade}\n")
     assert main(["check", "--config", str(config), *common]) == 1
     assert "✗ pipeline: [detector] cascades" in capsys.readouterr().out
     assert main(["run", "--config", str(config), *common]) == 1
