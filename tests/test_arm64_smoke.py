@@ -47,13 +47,14 @@ def test_arm64_run_counts_like_x86(suite: str, cpu: str, scenes_dir: Path, x86_e
     assert f"arm64: aarch64 python {'3.11' if suite == 'bookworm' else '3.13'}" in done.stderr
 
     arm64 = read_events(state)
-    assert len(arm64) == len(x86_events) == 10
+    assert len(x86_events) >= 10, "the scenes hold 11 faces: the x86 run must count most of them"
+    assert len(arm64) == len(x86_events)
     for ours, theirs in zip(arm64, x86_events, strict=True):
         same = ("track", "label", "box")
         assert [ours[key] for key in same] == [theirs[key] for key in same]
         assert abs(ours["confidence"] - theirs["confidence"]) <= CONFIDENCE_TOLERANCE
     totals = json.loads((state / "totals.json").read_text())
-    assert sum(totals["totals"].values()) == 10, totals
+    assert sum(totals["totals"].values()) == len(x86_events), totals
 
 
 def test_an_unreachable_archive_is_a_stated_skip(tmp_path: Path, scenes_dir: Path) -> None:
