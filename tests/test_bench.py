@@ -44,7 +44,7 @@ def test_edge_pipeline_writes_stage_times_speedup_recall_and_time_to_count(tmp_p
     from bench_common import write_json
 
     model, int8, _ = tiny_models
-    grid = {"every_n_frames=2,min_votes=3": {"detector.every_n_frames": "2", "tracking.min_votes": "3"}}
+    grid = {"every_n_frames=2,min_votes=2": {"detector.every_n_frames": "2", "tracking.min_votes": "2"}}
     result = edge_pipeline.run_benchmark(frames=8, scenes=1, scene_frames=2,
                                          types=["640x480_1face", "scenes"], bundle=int8, seed_model=model,
                                          variants={"detector=haar": edge_pipeline.VARIANTS["detector=haar"]},
@@ -68,8 +68,8 @@ def test_edge_pipeline_writes_stage_times_speedup_recall_and_time_to_count(tmp_p
     assert data["runs"]["edge"]["detector"] == "ssd"
     counts = entry["edge"]["time_to_count"]
     assert counts["people"] == 1 and counts["goal_s"] == 0.5
-    assert data["time_to_count"]["shipped_default"] == "every_n_frames=2,min_votes=3"
-    grid_run = data["time_to_count"]["configs"]["every_n_frames=2,min_votes=3"]
+    assert data["time_to_count"]["shipped_default"] == "every_n_frames=2,min_votes=2"
+    grid_run = data["time_to_count"]["configs"]["every_n_frames=2,min_votes=2"]
     assert grid_run["frames"] == 12 and grid_run["inferred_frames"] == 6  # a one- and a four-face stream
     assert grid_run["time_to_count"]["people"] == 5
     assert data["frame_types"]["scenes"]["edge"]["recall"] is None
