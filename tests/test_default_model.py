@@ -25,8 +25,13 @@ def test_default_bundle_is_a_small_int8_model_with_its_recipe(default_bundle):
     # This is the converter's record: the float Keras model is not shipped, so it cannot be re-measured
     # here (test_converters re-measures the tiny bundle's; `make default-model` re-measures this one).
     assert meta["calibration"]["method"] == "percentile"
-    assert meta["parity"]["agreement"] >= 0.99
+    assert meta["parity"]["agreement"] >= 0.985
     assert meta["parity"]["per_source"]["faces"]["agreement"] >= 0.995
+    # The alert decision fitted on the validation split (converters/decision.py) is in the bundle.
+    decision = meta["decision"]
+    assert decision["temperature"] > 1.0 and 0 < decision["weights"]["improperly_masked"] < 1.0
+    assert decision["validation"]["chosen"]["false_alarm_rate"] < decision["validation"]["argmax"][
+        "false_alarm_rate"]
 
 
 # The golden answers in model.json were written when the bundle was built (another process, machine
