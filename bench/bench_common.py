@@ -82,7 +82,8 @@ def report_and_save(result: dict[str, Any], script: str, argv: Sequence[str] | N
 def provenance() -> dict[str, Any]:
     """The commit and the models a result was measured with (README numbers quote these files).
 
-    ``commit`` ends in ``+dirty`` when the tree had uncommitted changes; ``models`` maps the
+    ``commit`` ends in ``+dirty`` when code (edge, trainer, converters, bench) had uncommitted
+    changes; ``models`` maps the
     shipped classifier bundle and each bundled detector model to its sha256.
     """
     import subprocess
@@ -94,7 +95,9 @@ def provenance() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        # Only code that can change a measurement counts: not results, docs or the README.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "edge",
+                                "trainer", "converters", "bench", ":!bench/results"], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
         commit += "+dirty" if dirty else ""
     except (OSError, subprocess.CalledProcessError):

@@ -38,9 +38,12 @@ def false_alarms(true: list[str], chosen: list[str | None], widths: list[int]) -
     """The false-alarm rate (properly masked faces called improperly masked, the buzz at someone who
     wears the mask right) overall and by face width; empty where the data has no such faces.
 
-    ``chosen`` are the model's own labels (before any --label-map), None where no face was found.
+    ``chosen`` are the model's own labels (before any --label-map), None where no face was found;
+    those faces are left out of the rate and counted as ``properly_masked_not_found``.
     """
-    proper = [i for i, label in enumerate(true) if label == PROPER]
+    everyone = [i for i, label in enumerate(true) if label == PROPER]
+    # A face the detector missed raised no alarm and was not judged: counted apart, not in the rate.
+    proper = [i for i in everyone if chosen[i] is not None]
     if not proper:
         return {}
     by_size: dict[str, dict[str, Any]] = {}
@@ -51,7 +54,7 @@ def false_alarms(true: list[str], chosen: list[str | None], widths: list[int]) -
                          "rate": round(alarms / len(members), 4) if members else None}
     alarms = sum(chosen[i] == IMPROPER for i in proper)
     return {"false_alarm_rate": round(alarms / len(proper), 4), "false_alarms": alarms,
-            "by_size": by_size}
+            "by_size": by_size, "properly_masked_not_found": len(everyone) - len(proper)}
 
 
 def calibration(true: list[str], answers: list[Any], labels: tuple[str, ...]) -> dict[str, Any]:
