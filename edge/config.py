@@ -76,8 +76,9 @@ class DetectorConfig:
     eye_detect_width: int = setting(320, "run the eye-pair stage on a copy this wide; eyes need more "
                                     "pixels than faces (0: detect_width)", low=0, high=4096)
     eye_min_neighbors: int = setting(3, "Haar min neighbours of the eye cascades", low=0, high=50)
-    calibrate_boxes: bool = setting(True, "reframe boxes of the other cascades and the eye-pair stage "
-                                    "to look like frontalface_default boxes, so crops frame faces alike")
+    calibrate_boxes: bool = setting(True, "reframe the SSD's boxes, the other cascades' and the eye-pair "
+                                    "stage's to look like frontalface_default boxes, so crops frame faces "
+                                    "alike")
     closeup_cascades: tuple[str, ...] = setting(
         (), "close-up pass: face cascades (e.g. frontalface_default, frontalface_alt2) run on a small, "
         "edge-padded copy of the frame for faces that fill it and are cut by its edges (someone "
