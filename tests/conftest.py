@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -163,3 +164,13 @@ def default_bundle() -> Path:
     if not (DEFAULT_BUNDLE / MODEL_FILE).is_file():
         pytest.skip(f"{DEFAULT_BUNDLE / MODEL_FILE} not built: make default-model")
     return DEFAULT_BUNDLE
+
+
+def wait_for(condition, timeout: float = 20.0, interval: float = 0.01) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return False

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from maskipy.edge.outputs.counts import CountLog, append_line
 from maskipy.edge.statelock import StateLock
@@ -44,13 +45,6 @@ def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def wait_for(condition, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class Tmpfs:
@@ -228,7 +222,7 @@ def test_sigkill_mid_run_loses_no_count_and_a_second_gate_is_refused(tmp_path, s
     gate = subprocess.Popen(gate_command(state, scenes_dir, default_bundle, "--config", str(config)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        assert wait_for(lambda: len(lines(state / "events.jsonl")) >= 8), "the gate counted nobody"
+        assert wait_for(lambda: len(lines(state / "events.jsonl")) >= 8, 60), "the gate counted nobody"
         second = subprocess.run(gate_command(state, scenes_dir, default_bundle, "--max-frames", "1"),
                                 capture_output=True, text=True, timeout=120)
         assert second.returncode == 1

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import wait_for
 
 from maskipy.edge.bundle import load_bundle
 from maskipy.edge.config import load_edge_config
@@ -24,13 +24,6 @@ def make_config(tmp_path: Path, text: str = ""):
     return load_edge_config(path)
 
 
-def wait_for(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def read_events(state: Path) -> list[dict]:
