@@ -90,7 +90,13 @@ FRAMING: dict[str, tuple[float, float, float]] = {
 
 def reframe(box: Box, source: str) -> Box:
     """``box`` moved and scaled the way ``source``'s boxes differ from frontalface_default's."""
-    dx, dy, scale = FRAMING.get(source, (0.0, 0.0, 1.0))
+    return apply_framing(box, FRAMING.get(source, (0.0, 0.0, 1.0)))
+
+
+def apply_framing(box: tuple[float, float, float, float], framing: tuple[float, float, float]) -> Box:
+    """An (x, y, w, h) box with its centre moved by (dx, dy) box widths and its size scaled, as
+    integer pixels: how one detector's boxes are made to look like another's."""
+    dx, dy, scale = framing
     x, y, w, h = box
     cx, cy = x + w / 2.0 + dx * w, y + h / 2.0 + dy * w
     w2, h2 = w * scale, h * scale

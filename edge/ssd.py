@@ -12,17 +12,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .bundle import sha256_file
 from .config import DetectorConfig
+from .detect import Detection, apply_framing, clip_box, non_max_suppression
 from .errors import ModelError
-from .preprocess import Box
-
-if TYPE_CHECKING:
-    from .detect import Detection
 
 log = logging.getLogger(__name__)
 
@@ -194,15 +191,6 @@ class SsdFaceModel:
         return boxes[order], scores[order]
 
 
-def reframe_xyxy(box: np.ndarray, framing: tuple[float, float, float]) -> Box:
-    """An (x0, y0, x1, y1) box as an integer (x, y, w, h) box moved and scaled by ``framing``."""
-    dx, dy, factor = framing
-    w, h = box[2] - box[0], box[3] - box[1]
-    cx, cy = (box[0] + box[2]) / 2 + dx * w, (box[1] + box[3]) / 2 + dy * w
-    w2, h2 = w * factor, h * factor
-    return int(round(cx - w2 / 2)), int(round(cy - h2 / 2)), int(round(w2)), int(round(h2))
-
-
 class SsdDetector:
     """Face detector plug-in over one or more SSD models (``[detector] type = ssd``).
 
@@ -230,16 +218,14 @@ class SsdDetector:
         """All faces in a BGR (or grey) frame, strongest first."""
         import cv2
 
-        from .detect import Detection, clip_box, non_max_suppression
-
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         found: list[Detection] = []
         for face_model in self.models:
             boxes, scores = face_model.detect(frame, self.config.min_score, self.config.nms_threshold)
             framing = face_model.model.framing if self.config.calibrate_boxes else (0.0, 0.0, 1.0)
-            for box, score in zip(boxes, scores, strict=True):
-                framed = reframe_xyxy(box, framing)
+            for (x0, y0, x1, y1), score in zip(boxes, scores, strict=True):
+                framed = apply_framing((x0, y0, x1 - x0, y1 - y0), framing)
                 if framed[2] < self.config.min_face:
                     continue
                 clipped = clip_box(framed, frame.shape)
