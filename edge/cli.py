@@ -121,12 +121,12 @@ def _check_source(config: EdgeConfig) -> str:
 
 def _check_pipeline(config: EdgeConfig) -> str:
     """Build the detector and run one source frame through detect, crop and classify, as ``run`` does."""
-    from .detect import Detection
+    from .detect import Detection, build_detector
     from .modelload import load_model
     from .preprocess import whole_image_box
-    from .runtime import build_face_detector, crop_faces, resolve_model, to_observations
+    from .runtime import crop_faces, resolve_model, to_observations
 
-    detector = build_face_detector(config.detector)
+    detector = build_detector(config.detector)
     bundle, classifier = load_model(config, resolve_model(config))
     frame = _first_frame(config)
     detections = detector.detect(frame)

@@ -119,7 +119,15 @@ def load_cascades(names: tuple[str, ...]) -> list[tuple[str, object]]:
     loaded: list[tuple[str, object]] = []
     for name in names:
         path = resolve_cascade(name)
-        cascade = cv2.CascadeClassifier(str(path))
+        try:
+            cascade = cv2.CascadeClassifier(str(path))
+        # Malformed XML raises here (as cv2.error, or a SystemError wrapping it) instead of
+        # giving an empty cascade.
+        except (cv2.error, SystemError) as exc:
+            detail = str(exc.__cause__ or exc).strip()
+            first = detail.splitlines()[0] if detail else type(exc).__name__
+            raise ConfigError(f"[detector] cascades: {name}: {path} is not a valid cascade XML file "
+                              f"({first}); give a valid cascade file or a built-in name") from None
         if cascade.empty():
             raise ConfigError(f"[detector] cascades: {name}: {path} is not a valid cascade XML file")
         loaded.append((name, cascade))

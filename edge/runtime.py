@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 
 from .bundle import Bundle
-from .config import DetectorConfig, EdgeConfig
+from .config import EdgeConfig
 from .detect import Detection, build_detector
-from .errors import ConfigError, MaskipyError
 from .modelload import load_model, load_start_model
 from .outputs import Output, build_outputs, close_outputs
 from .preprocess import Box, crop_face
@@ -65,18 +64,6 @@ def resolve_model(config: EdgeConfig, model: str | Path | None = None) -> str | 
     if config.classifier.model:
         return config.classifier.model
     return current_bundle_dir(config.counts.state_dir)
-
-
-def build_face_detector(config: DetectorConfig) -> Any:
-    """``build_detector`` with OpenCV's own failures (a malformed cascade XML) turned into ConfigErrors."""
-    try:
-        return build_detector(config)
-    except MaskipyError:
-        raise
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"[detector] cascades = {', '.join(config.cascades)}: OpenCV cannot load them "
-                          f"({first}); give valid cascade XML files or the built-in names") from None
 
 
 def crop_faces(frame: np.ndarray, detections: list[Detection],
@@ -131,7 +118,7 @@ class EdgeRuntime:
         self._closed, self._last_status = False, float("-inf")
         self.outputs: list[Output] = []
         self.watchdog: SourceWatchdog | None = None
-        self.detector = build_face_detector(config.detector)
+        self.detector = build_detector(config.detector)
         self.model_problem: str | None = None  # set while a fallback model runs; shown in STATUS=
         self.bundle, self.classifier = self.load_model_at_start()
         self.status = build_status(config, STAGES)  # what the [http] status page shows; None when off
