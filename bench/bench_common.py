@@ -89,7 +89,7 @@ def provenance() -> dict[str, Any]:
     import subprocess
 
     from maskipy.edge.bundle import DEFAULT_BUNDLE, MODEL_FILE, sha256_file
-    from maskipy.edge.ssd import DETECTOR_MODELS
+    from maskipy.edge.detectors.ssd import DETECTOR_MODELS
 
     root = Path(__file__).resolve().parents[1]
     try:

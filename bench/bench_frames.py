@@ -115,7 +115,7 @@ def real_background(size: tuple[int, int], index: int) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _own_face_detector() -> Any:
     from maskipy.edge.config import DetectorConfig
-    from maskipy.edge.ssd import SsdDetector
+    from maskipy.edge.detectors.ssd import SsdDetector
 
     return SsdDetector(DetectorConfig(type="ssd", min_score=OWN_FACE_SCORE, min_face=16))
 

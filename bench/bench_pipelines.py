@@ -129,7 +129,7 @@ class EdgePipeline:
 
     def start_stream(self) -> None:
         from maskipy.edge.runtime import EdgeRuntime
-        from maskipy.edge.sdnotify import SystemdNotifier
+        from maskipy.edge.service.sdnotify import SystemdNotifier
         from maskipy.edge.sources.replay import ReplaySource
 
         self.close()

@@ -115,7 +115,7 @@ def paired_ratio(slow: Callable[[], Any], fast: Callable[[], Any], rounds: int,
 def bench_shipped(bundle: Path, crop: np.ndarray, runs: int) -> dict[str, Any]:
     """``TFLiteClassifier.classify`` on one face with the default config: what the edge loop pays."""
     from maskipy.edge.bundle import load_bundle
-    from maskipy.edge.classify import build_classifier
+    from maskipy.edge.classifier import build_classifier
     from maskipy.edge.config import load_edge_config
 
     config = load_edge_config(None)

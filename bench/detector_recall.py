@@ -43,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import command_line, machine_info, provenance
 
 from maskipy.edge.config import DetectorConfig
-from maskipy.edge.detect import Detection, build_detector, iou
+from maskipy.edge.detectors import Detection, build_detector
+from maskipy.edge.geometry import iou
 
 CLASSES = ("improperly_masked", "properly_masked", "unmasked")
 FRAME = (480, 640)
@@ -207,7 +208,7 @@ class Verifier:
 
     def __init__(self, bundle_dir: Path) -> None:
         from maskipy.edge.bundle import load_bundle
-        from maskipy.edge.classify import TFLiteClassifier
+        from maskipy.edge.classifier.tflite import TFLiteClassifier
         from maskipy.edge.config import ClassifierConfig
 
         self.bundle = load_bundle(bundle_dir)
@@ -215,7 +216,7 @@ class Verifier:
         self.reject_label = ClassifierConfig().reject_label
 
     def keep(self, frame: np.ndarray, detections: list[Detection]) -> list[Detection]:
-        from maskipy.edge.runtime import crop_faces, to_observations
+        from maskipy.edge.pipeline import crop_faces, to_observations
 
         boxes, crops = crop_faces(frame, detections, self.bundle)
         if not boxes:

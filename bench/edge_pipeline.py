@@ -181,7 +181,7 @@ def make_pipelines(seed_model: Any, bundle: Path, state: Path,
 def run_setup(pipeline: EdgePipeline) -> dict[str, Any]:
     """What a run's Pi estimate needs to know about its config."""
     d, c, t = pipeline.config.detector, pipeline.config.classifier, pipeline.config.tracking
-    from maskipy.edge.ssd import load_ssd_model
+    from maskipy.edge.detectors.ssd import load_ssd_model
 
     models = [f"{m}@{d.ssd_input_size or load_ssd_model(m).input_size}" for m in d.ssd_models]
     return {"detector": d.type, "ssd_models": models, "detector_threads": d.num_threads,
@@ -192,7 +192,7 @@ def run_setup(pipeline: EdgePipeline) -> dict[str, Any]:
 def model_report(pipelines: dict[str, Any], bundle: Path) -> dict[str, Any]:
     """sha256, MACs, this machine's invoke ms and the estimated Pi 4 ms of every model the runs use."""
     from maskipy.edge.bundle import load_bundle
-    from maskipy.edge.ssd import load_ssd_model
+    from maskipy.edge.detectors.ssd import load_ssd_model
 
     edges = [p for p in pipelines.values() if isinstance(p, EdgePipeline)]
     used = sorted({(m, p.config.detector.ssd_input_size) for p in edges if p.config.detector.type == "ssd"

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from maskipy.edge.classify import load_interpreter_class
+from maskipy.edge.classifier.interpreter import load_interpreter_class
 
 # Ops that do the multiply-accumulate work; everything else (ADD, RELU, pooling, reshapes) is
 # memory traffic, small beside these in a MobileNet/BlazeFace-style network.

@@ -101,7 +101,7 @@ def run_child(variant_ini: str, video: Path, model: Path) -> dict[str, Any]:
     """Run the gate on ``video`` once; prints its page URL, waits for 'go' on stdin, returns the numbers."""
     from maskipy.edge.config import load_edge_config
     from maskipy.edge.runtime import EdgeRuntime
-    from maskipy.edge.sdnotify import SystemdNotifier
+    from maskipy.edge.service.sdnotify import SystemdNotifier
 
     with tempfile.TemporaryDirectory(prefix="maskipy-bench-page-") as tmp:
         config_path = Path(tmp) / "config.ini"

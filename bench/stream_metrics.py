@@ -14,7 +14,7 @@ import numpy as np
 from bench_common import summarize
 from bench_frames import Stream
 
-from maskipy.edge.detect import iou
+from maskipy.edge.geometry import iou
 from maskipy.edge.preprocess import Box
 
 STAGES = ("decode", "detect", "preprocess", "classify", "track_outputs")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from maskipy.edge.bundle import META_FILE, MODEL_FILE, load_bundle
-from maskipy.edge.classify import TFLiteClassifier
+from maskipy.edge.classifier.tflite import TFLiteClassifier
 
 BUNDLE_FORMAT = "maskipy-bundle/1"
 LICENCE_NOTE = ("Trained on images under non-commercial licences (MaskedFace-Net/FFHQ: CC BY-NC-SA "
@@ -27,7 +27,7 @@ def sha256_bytes(data: bytes) -> str:
 
 def io_details(tflite: bytes) -> dict[str, Any]:
     """Input/output shape, dtype and quantization read from the flatbuffer itself."""
-    from maskipy.edge.classify import load_interpreter_class
+    from maskipy.edge.classifier.interpreter import load_interpreter_class
 
     interpreter_class, _ = load_interpreter_class()
     interpreter = interpreter_class(model_content=tflite)

@@ -120,7 +120,7 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
 def _fit_decision(candidate: Path, val: Any, config: Any) -> dict[str, Any]:
     """The decision rule fitted on the validation crops' int8 answers (mined not_face boxes aside)."""
     from maskipy.edge.bundle import load_bundle
-    from maskipy.edge.classify import TFLiteClassifier
+    from maskipy.edge.classifier.tflite import TFLiteClassifier
 
     from .decision import fit_decision
 

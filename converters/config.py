@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskipy.edge.config import EDGE_SCHEMA
-from maskipy.edge.settings import parse_sections, read_ini, setting
+from maskipy.edge.config import EDGE_SCHEMA, parse_sections, read_ini, setting
 
 QUANTIZATIONS = ("int8", "uint8", "float32", "float16", "dynamic")
 CALIBRATIONS = ("percentile", "minmax")

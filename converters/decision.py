@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from maskipy.edge.decision import DecisionRule, expected_calibration_error
+from maskipy.edge.classifier.decision import DecisionRule, expected_calibration_error
 
 TEMPERATURES = np.geomspace(0.25, 8.0, 81)
 WEIGHTS = np.geomspace(0.2, 5.0, 57)

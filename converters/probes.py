@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 from maskipy.edge.bundle import load_bundle
-from maskipy.edge.classify import TFLiteClassifier
-from maskipy.edge.errors import MaskipyError, ModelError, report_error
-from maskipy.edge.probes import candidate_images, check_probes, make_probes
+from maskipy.edge.classifier.probes import candidate_images, check_probes, make_probes
+from maskipy.edge.classifier.tflite import TFLiteClassifier
+from maskipy.edge.cli_runner import report_error
+from maskipy.edge.errors import MaskipyError, ModelError
 
 from .bundle import update_metadata
 

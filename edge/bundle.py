@@ -1,9 +1,11 @@
-"""Model bundles (model.tflite + model.json): locate, verify checksum and contract, load metadata."""
+"""Model bundles (model.tflite + model.json): locate, verify checksum and contract, load metadata;
+where the deployed one is (the ``current``/``previous`` pointers of the model store)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,9 @@ MODEL_FILE = "model.tflite"
 META_FILE = "model.json"
 PROBES_FILE = "probes.npz"  # optional: face crops that check the labels' meaning (edge/probes.py)
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "default"
+# The model store under the state directory (written by swap/, read here by the runtime).
+MODELS_DIR = "models"
+CURRENT, PREVIOUS = "current", "previous"
 
 
 def sha256_file(path: Path) -> str:
@@ -23,6 +28,14 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str, fix: str) -> str:
+    """``path``'s sha256, which must be ``expected`` (the model.json beside it): else a ModelError."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ModelError(f"{path}: sha256 {actual[:12]}… does not match model.json's {expected[:12]}…; {fix}")
+    return actual
 
 
 @dataclass(frozen=True)
@@ -107,8 +120,32 @@ def _load(directory: Path) -> Bundle:
     if not isinstance(expected, str):
         raise ModelError(f"{meta_path}: model.sha256 must be a hex string, found {expected!r}; "
                          f"re-run maskipy-convert")
-    actual = sha256_file(model_path)
-    if actual != expected:
-        raise ModelError(f"{model_path}: sha256 {actual[:12]}… does not match model.json's "
-                         f"{expected[:12]}…; the file is corrupt or from another bundle; copy it again")
+    actual = verify_sha256(model_path, expected, "the file is corrupt or from another bundle; copy it again")
     return Bundle(directory, labels, crop_spec, actual, metadata)
+
+
+def models_dir(state_dir: str | Path) -> Path:
+    """The model store: ``<state_dir>/models``."""
+    return Path(state_dir) / MODELS_DIR
+
+
+def pointer(state_dir: str | Path, name: str) -> Path | None:
+    """The version directory the store's ``name`` link points to, or None."""
+    link = models_dir(state_dir) / name
+    if not link.is_symlink():
+        return None
+    target = Path(os.path.realpath(link))
+    return target if target.is_dir() else None
+
+
+def current_bundle_dir(state_dir: str | Path) -> Path | None:
+    """The installed bundle the runtime should load, resolved so a later swap cannot mix its files.
+
+    None when nothing was ever installed (the runtime then uses ``[classifier] model`` or the default).
+    """
+    return pointer(state_dir, CURRENT)
+
+
+def previous_bundle_dir(state_dir: str | Path) -> Path | None:
+    """The bundle ``current`` replaced (what a rollback or a failed start falls back to)."""
+    return pointer(state_dir, PREVIOUS)

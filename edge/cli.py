@@ -11,40 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import swap
 from .cli_runner import run_command
 from .config import EdgeConfig, example_config, load_edge_config
-from .errors import CameraError, MaskipyError, stderr_is_journal
+from .errors import CameraError, MaskipyError
+from .service.journal import setup_logging
 
 # PID_FILE: the bundle manager reads it to send SIGHUP after installing a model.
-from .service import PID_FILE, running_pid
-from .statelock import StateLock
+from .service.pidfile import PID_FILE, remove_pid_file, running_pid, write_pid_file
+from .service.statelock import StateLock
 
 log = logging.getLogger(__name__)
 
 PROG = "maskipy-edge"
-
-
-def write_pid_file(state_dir: Path) -> Path:
-    """Record this process's pid under the state directory (a full or read-only disk: a warning)."""
-    path = Path(state_dir) / PID_FILE
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{os.getpid()}\n", encoding="utf-8")
-    except OSError as exc:
-        # The gate must still run; only 'bundle install' loses its way to signal a reload.
-        log.warning("%s: cannot write the pid file (%s); reload with 'systemctl reload maskipy-edge' "
-                    "after a deploy", path, exc)
-    return path
-
-
-def remove_pid_file(path: Path) -> None:
-    """Remove the pid file if it is still ours (a newer process may have replaced it)."""
-    try:
-        if path.read_text(encoding="utf-8").split()[:1] == [str(os.getpid())]:
-            path.unlink()
-    except (OSError, IndexError) as exc:
-        log.debug("pid file %s: %s", path, exc)
 
 
 def load_config(args: argparse.Namespace) -> EdgeConfig:
@@ -91,8 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _check_model(config: EdgeConfig) -> str:
     from .bundle import load_bundle
-    from .classify import build_classifier
-    from .runtime import resolve_model
+    from .classifier import build_classifier
+    from .classifier.load import resolve_model
 
     bundle = load_bundle(resolve_model(config))
     classifier = build_classifier(config.classifier, bundle)
@@ -121,10 +99,10 @@ def _check_source(config: EdgeConfig) -> str:
 
 def _check_pipeline(config: EdgeConfig) -> str:
     """Build the detector and run one source frame through detect, crop and classify, as ``run`` does."""
-    from .detect import Detection, build_detector
-    from .modelload import load_model
+    from .classifier.load import load_model, resolve_model
+    from .detectors import Detection, build_detector
+    from .pipeline import crop_faces, to_observations
     from .preprocess import whole_image_box
-    from .runtime import crop_faces, resolve_model, to_observations
 
     detector = build_detector(config.detector)
     bundle, classifier = load_model(config, resolve_model(config))
@@ -216,7 +194,9 @@ def cmd_example_config(args: argparse.Namespace) -> int:
 
 def cmd_bundle(argv: Sequence[str]) -> int:
     """Hand ``bundle ...`` to the bundle manager (maskipy.edge.swap)."""
-    return int(swap.main(list(argv)) or 0)
+    from .swap.cli import main as bundle_main
+
+    return int(bundle_main(list(argv)) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,23 +219,6 @@ def build_parser() -> argparse.ArgumentParser:
     example.set_defaults(func=cmd_example_config)
     sub.add_parser("bundle", help=cmd_bundle.__doc__, add_help=False)
     return parser
-
-
-class JournalFormatter(logging.Formatter):
-    """Starts every line with its syslog priority (``<4>`` warning, ``<3>`` error), which journald reads."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        priority = (3 if record.levelno >= logging.ERROR else 4 if record.levelno >= logging.WARNING
-                    else 6 if record.levelno >= logging.INFO else 7)
-        # A traceback is several lines, and journald reads each line as its own entry.
-        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
-
-
-def setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler()
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    handler.setFormatter(JournalFormatter(fmt) if stderr_is_journal() else logging.Formatter(fmt))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

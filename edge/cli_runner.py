@@ -19,10 +19,13 @@ The trainer and converters import this module; nothing in edge/ imports them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
-from .errors import MaskipyError, report_error
+from .errors import MaskipyError
+from .service.journal import stderr_is_journal
 
 PACKAGE = "maskipy"
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
@@ -43,6 +46,18 @@ def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     if "--version" not in parser._option_string_actions:
         parser.add_argument("--version", action="version", version=f"{parser.prog} {package_version()}")
     return parser
+
+
+def report_error(prog: str, exc: BaseException, hint: str = "") -> int:
+    """Print ``prog: error: ...`` (the traceback too when DEBUG is set) and return exit code 1.
+
+    Every maskipy command reports user mistakes this way: one line naming the problem and the fix.
+    """
+    if os.environ.get("DEBUG", "") not in ("", "0"):
+        traceback.print_exception(exc)
+    # <3>: journald files the line as an error, so `journalctl -p err` shows it.
+    print(f"{'<3>' if stderr_is_journal() else ''}{prog}: error: {exc}{hint}", file=sys.stderr)
+    return 1
 
 
 def run_command(prog: str, parser: argparse.ArgumentParser,

@@ -1,4 +1,5 @@
-"""Exceptions raised by maskipy; user mistakes are MaskipyError subclasses, printed without traceback."""
+"""Exceptions raised by maskipy; user mistakes are MaskipyError subclasses, printed without traceback
+(``cli_runner.report_error``)."""
 
 
 class MaskipyError(Exception):
@@ -27,32 +28,3 @@ class OutputError(MaskipyError, RuntimeError):
 
 class DeployError(MaskipyError, RuntimeError):
     """Copying, validating or swapping a bundle on a remote host failed."""
-
-
-def stderr_is_journal() -> bool:
-    """Whether stderr is systemd's journal stream ($JOURNAL_STREAM names its device:inode)."""
-    import os
-    import sys
-
-    expected = os.environ.get("JOURNAL_STREAM", "")
-    try:
-        stat = os.fstat(sys.stderr.fileno())
-    except (OSError, ValueError, AttributeError):
-        return False
-    return expected == f"{stat.st_dev}:{stat.st_ino}"
-
-
-def report_error(prog: str, exc: BaseException, hint: str = "") -> int:
-    """Print ``prog: error: ...`` (the traceback too when DEBUG is set) and return exit code 1.
-
-    Every maskipy command reports user mistakes this way: one line naming the problem and the fix.
-    """
-    import os
-    import sys
-    import traceback
-
-    if os.environ.get("DEBUG", "") not in ("", "0"):
-        traceback.print_exception(exc)
-    # <3>: journald files the line as an error, so `journalctl -p err` shows it.
-    print(f"{'<3>' if stderr_is_journal() else ''}{prog}: error: {exc}{hint}", file=sys.stderr)
-    return 1

@@ -7,88 +7,30 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle
+from .bundle import Bundle, current_bundle_dir
+from .classifier.load import load_model, load_start_model, resolve_model
 from .config import EdgeConfig
-from .detect import Detection, build_detector
-from .modelload import load_model, load_start_model
+from .detectors import build_detector
 from .outputs import Output, build_outputs, close_outputs
-from .preprocess import Box, crop_face
-from .sdnotify import SystemdNotifier
+from .pipeline import crop_faces, to_observations
+from .service.heartbeat import Heartbeat, heartbeat_path
+from .service.sdnotify import SystemdNotifier
 from .sources import FrameSource, open_source
-from .status import build_status
-from .store import current_bundle_dir
+from .sources.watchdog import SourceWatchdog
+from .stats import STAGES, StageTimer
 from .tracking import CountEvent, Observation, Tracker
-from .watchdog import Heartbeat, SourceWatchdog, heartbeat_path
+from .web.output import StatusPageOutput
+from .web.status import build_status
 
 log = logging.getLogger(__name__)
 
-STAGES = ("capture", "detect", "preprocess", "classify", "track_outputs")
 STATUS_SECONDS = 10.0
-
-
-class StageTimer:
-    """Seconds spent per pipeline stage, summed over a run; ``as_dict()`` is what bench/ reads."""
-
-    def __init__(self) -> None:
-        self.seconds = dict.fromkeys(STAGES, 0.0)
-        self.frames = 0
-        self.inferred_frames = 0
-        self.faces = 0
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - start
-
-    def as_dict(self) -> dict[str, Any]:
-        """``frames``, ``inferred_frames``, ``faces``, ``seconds`` and ``ms_per_frame`` per stage."""
-        per_frame = {k: 1000.0 * v / self.frames if self.frames else 0.0 for k, v in self.seconds.items()}
-        return {"frames": self.frames, "inferred_frames": self.inferred_frames, "faces": self.faces,
-                "seconds": dict(self.seconds), "ms_per_frame": per_frame}
-
-
-def resolve_model(config: EdgeConfig, model: str | Path | None = None) -> str | Path | None:
-    """The bundle to load: ``--model``, ``[classifier] model``, the deployed one, else the default (None)."""
-    if model:
-        return model
-    if config.classifier.model:
-        return config.classifier.model
-    return current_bundle_dir(config.counts.state_dir)
-
-
-def crop_faces(frame: np.ndarray, detections: list[Detection],
-               bundle: Bundle) -> tuple[list[Box], np.ndarray]:
-    """Boxes and uint8 crops of the detections, cut by the bundle's crop contract."""
-    boxes: list[Box] = []
-    crops: list[np.ndarray] = []
-    for detection in detections:
-        try:
-            crops.append(crop_face(frame, detection.box, bundle.crop_spec))
-        except ValueError as exc:
-            log.debug("skipping box %s: %s", detection.box, exc)
-            continue
-        boxes.append(detection.box)
-    size = bundle.crop_spec.size
-    return boxes, (np.stack(crops) if crops else np.empty((0, size, size, 3), np.uint8))
-
-
-def to_observations(boxes: list[Box], probs: np.ndarray, labels: tuple[str, ...],
-                    choose: Callable[[np.ndarray], np.ndarray] | None = None) -> list[Observation]:
-    """One Observation per box: the label ``choose`` picks (default: the most probable) and its
-    probability."""
-    best = (choose or (lambda p: np.argmax(p, axis=1)))(probs) if len(boxes) else []
-    return [Observation(box, labels[int(i)], float(p[int(i)])) for box, i, p in zip(boxes, best, probs,
-                                                                                     strict=True)]
 
 
 class EdgeRuntime:
@@ -123,7 +65,9 @@ class EdgeRuntime:
         self.bundle, self.classifier = self.load_model_at_start()
         self.status = build_status(config, STAGES)  # what the [http] status page shows; None when off
         try:
-            self.outputs = build_outputs(config, pin_factory, status=self.status)
+            self.outputs = build_outputs(config, pin_factory)
+            if self.status is not None:  # last: /metrics shows the other outputs' numbers
+                self.outputs.append(StatusPageOutput(config.http, self.status, peers=list(self.outputs)))
             opener = source_opener or (lambda: open_source(self.source_spec, config.camera))
             self.watchdog = SourceWatchdog(
                 opener, stall_seconds=config.camera.stall_seconds,

@@ -9,7 +9,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from .config import TrackingConfig
-from .detect import iou
+from .geometry import iou
 from .preprocess import Box
 
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from maskipy.edge.config import EDGE_SCHEMA, load_edge_config
+from maskipy.edge.config import EDGE_SCHEMA, describe, load_edge_config
 from maskipy.edge.errors import ConfigError
-from maskipy.edge.settings import describe
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -74,7 +73,7 @@ def test_example_config_round_trips(tmp_path):
 
 
 def test_the_thorough_detector_profile_loads_and_builds():
-    from maskipy.edge.detect import build_detector
+    from maskipy.edge.detectors import build_detector
 
     config = load_edge_config(REPO / "edge" / "thorough-detector.ini")
     assert config.detector.closeup_cascades and "lefteye_2splits" in config.detector.eye_cascades

@@ -10,8 +10,8 @@ from conftest import SHARED, TINY_LABELS
 
 from maskipy.converters.cli import main
 from maskipy.edge.bundle import load_bundle
-from maskipy.edge.classify import TFLiteClassifier
-from maskipy.edge.swap import validate_bundle
+from maskipy.edge.classifier.tflite import TFLiteClassifier
+from maskipy.edge.swap.validate import validate_bundle
 
 
 def tiny_ini(tmp_path: Path, training: Path, output: Path, min_agreement: float) -> Path:

@@ -11,7 +11,8 @@ import pytest
 
 from maskipy.converters.parity import enforce
 from maskipy.edge.bundle import META_FILE, MODEL_FILE, load_bundle, sha256_file
-from maskipy.edge.classify import TFLiteClassifier, build_classifier
+from maskipy.edge.classifier import build_classifier
+from maskipy.edge.classifier.tflite import TFLiteClassifier
 from maskipy.edge.config import ClassifierConfig
 from maskipy.edge.errors import ModelError
 
@@ -156,7 +157,7 @@ def test_uint8_and_float32_variants_convert_and_run(tiny_bundle, shared_data):
 
     from maskipy.converters.parity import float_answers
     from maskipy.converters.tflite import convert
-    from maskipy.edge.classify import load_interpreter_class
+    from maskipy.edge.classifier.interpreter import load_interpreter_class
     from maskipy.edge.preprocess import to_input
 
     model = keras.models.load_model(tiny_bundle.parent / "model" / "model.keras", compile=False)
@@ -214,7 +215,7 @@ def test_percentile_calibration_at_100_is_the_converters_own_quantization(tiny_b
 
 
 def _scales_and_outputs(flatbuffer: bytes, crops: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-    from maskipy.edge.classify import load_interpreter_class
+    from maskipy.edge.classifier.interpreter import load_interpreter_class
     from maskipy.edge.preprocess import to_input
 
     interpreter_class, _ = load_interpreter_class()

@@ -10,8 +10,8 @@ import pytest
 
 from maskipy.converters.decision import fit_decision, fit_temperature
 from maskipy.edge.bundle import DEFAULT_BUNDLE, load_bundle
-from maskipy.edge.classify import TFLiteClassifier
-from maskipy.edge.decision import DecisionRule, expected_calibration_error
+from maskipy.edge.classifier.decision import DecisionRule, expected_calibration_error
+from maskipy.edge.classifier.tflite import TFLiteClassifier
 from maskipy.edge.errors import ModelError
 from maskipy.edge.preprocess import crop_face, read_image, whole_image_box
 

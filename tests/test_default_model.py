@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from maskipy.edge.bundle import META_FILE, MODEL_FILE, load_bundle
-from maskipy.edge.classify import TFLiteClassifier
+from maskipy.edge.classifier.tflite import TFLiteClassifier
 from maskipy.edge.cli import main
 from maskipy.edge.config import COUNTED_CLASSES
 from maskipy.edge.preprocess import crop_face, read_image, whole_image_box

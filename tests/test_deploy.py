@@ -18,8 +18,8 @@ import pytest
 from test_swap import edit_bundle, reload_recorder_process, state_files, wait_for_hups
 
 from maskipy.converters import deploy
-from maskipy.edge import swap
-from maskipy.edge.bundle import META_FILE, MODEL_FILE, load_bundle
+from maskipy.edge.bundle import META_FILE, MODEL_FILE, current_bundle_dir, load_bundle
+from maskipy.edge.service.pidfile import PID_FILE
 
 # sshd lives in /usr/sbin, which is not on every PATH.
 SSHD = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd", "/usr/bin/sshd") if os.path.exists(p)),
@@ -127,11 +127,11 @@ def test_deploy_installs_and_signals_reload(target: dict, tiny_bundle: Path,
                                            reload_recorder, capsys: pytest.CaptureFixture[str]) -> None:
     child, hups = reload_recorder
     state = target["state"]
-    (state / swap.PID_FILE).write_text(f"{child.pid}\n")
+    (state / PID_FILE).write_text(f"{child.pid}\n")
     assert run_deploy(str(tiny_bundle), target["host"], *target["args"]) == 0, \
         capsys.readouterr()
     out = capsys.readouterr().out
-    current = swap.current_bundle_dir(state)
+    current = current_bundle_dir(state)
     assert current is not None
     assert (current / MODEL_FILE).read_bytes() == (tiny_bundle / MODEL_FILE).read_bytes()
     assert f"SIGHUP to pid {child.pid}" in out and " ok " in out
@@ -182,7 +182,7 @@ def test_a_file_damaged_in_transit_fails_the_remote_sha256_check(
     with pytest.raises(deploy.DeployError, match="verify"):
         deploy.run_step(hosts[0], steps[2])
     deploy.run_step(hosts[0], cleanup)
-    assert not upload.exists() and swap.current_bundle_dir(target["state"]) is None
+    assert not upload.exists() and current_bundle_dir(target["state"]) is None
 
 
 def test_rollback_restores_the_previous_model(
@@ -191,10 +191,10 @@ def test_rollback_restores_the_previous_model(
     second = edit_bundle(first, tmp_path / "second", note="second")
     assert run_deploy(str(first), target["host"], *target["args"]) == 0
     assert run_deploy(str(second), target["host"], *target["args"]) == 0
-    current = swap.current_bundle_dir(target["state"])
+    current = current_bundle_dir(target["state"])
     assert json.loads((current / META_FILE).read_text()).get("note") == "second"
     assert run_deploy("--rollback", target["host"], *target["args"]) == 0
-    restored = swap.current_bundle_dir(target["state"])
+    restored = current_bundle_dir(target["state"])
     assert load_bundle(restored).metadata == load_bundle(first).metadata
 
 
@@ -215,7 +215,7 @@ def test_several_hosts_get_a_summary_and_a_failure_exits_non_zero(
     table = captured.out[captured.out.index("host "):]
     assert f"{target['host']}" in table and " ok " in table and "FAILED" in table and "1 failed" in table
     assert "nobody-here" in captured.err
-    assert swap.current_bundle_dir(target["state"]) is not None
+    assert current_bundle_dir(target["state"]) is not None
 
 
 def test_usage_and_user_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -257,7 +257,7 @@ def test_two_gates_one_refusing_our_key_gives_one_ok_one_failed(
     assert table[refusing][:3] == ["?", "?", "FAILED"], "its model is unknown: ssh refused us"
     assert float(table[target["host"]][3]) > 0
     assert "1 ok, 1 failed, 0 skipped" in captured.out
-    assert swap.current_bundle_dir(target["state"]) is not None
+    assert current_bundle_dir(target["state"]) is not None
 
 
 def test_a_failing_canary_stops_the_rest(target: dict, wrong_key_sshd: dict, tiny_bundle: Path,
@@ -269,7 +269,7 @@ def test_a_failing_canary_stops_the_rest(target: dict, wrong_key_sshd: dict, tin
     assert code == 1
     assert table[canary][2] == "FAILED" and table[target["host"]][2] == "skipped"
     assert "0 ok, 1 failed, 1 skipped" in captured.out
-    assert swap.current_bundle_dir(target["state"]) is None, "nothing was deployed after the canary failed"
+    assert current_bundle_dir(target["state"]) is None, "nothing was deployed after the canary failed"
 
 
 def test_a_good_canary_then_a_hosts_file_shows_old_and_new_sha(

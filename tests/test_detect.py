@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from maskipy.edge.config import DetectorConfig
-from maskipy.edge.detect import Detection, HaarDetector, build_detector, iou, non_max_suppression
+from maskipy.edge.detectors import Detection, build_detector, non_max_suppression
+from maskipy.edge.detectors.haar import HaarDetector
 from maskipy.edge.errors import ConfigError
+from maskipy.edge.geometry import iou
 from maskipy.edge.preprocess import read_image
 
 # A clear frontal LFW face, the first unmasked image in path order.

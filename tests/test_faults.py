@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
+from maskipy.edge.bundle import current_bundle_dir, previous_bundle_dir
 from maskipy.edge.outputs.counts import CountLog, append_line
-from maskipy.edge.statelock import StateLock
+from maskipy.edge.service.statelock import StateLock
 from maskipy.edge.tracking import CountEvent
 
 LABELS = ("properly_masked", "improperly_masked", "unmasked")
@@ -246,7 +247,7 @@ def installed(tmp_path, default_bundle):
     """A state dir with the default model as ``previous`` and a re-stamped copy of it as ``current``."""
     import shutil
 
-    from maskipy.edge import swap
+    from maskipy.edge.swap import cli as swap
 
     state = tmp_path / "state"
     swap.install_bundle(default_bundle, state, notify=False)
@@ -255,13 +256,13 @@ def installed(tmp_path, default_bundle):
     meta = json.loads((newer / "model.json").read_text())
     (newer / "model.json").write_text(json.dumps({**meta, "created_at": "2026-03-15T00:00:00+00:00"}))
     swap.install_bundle(newer, state, notify=False)
-    return state, swap.current_bundle_dir(state), swap.previous_bundle_dir(state)
+    return state, current_bundle_dir(state), previous_bundle_dir(state)
 
 
 def gate(state: Path, frames, **kwargs):
     from maskipy.edge.config import load_edge_config
     from maskipy.edge.runtime import EdgeRuntime
-    from maskipy.edge.sdnotify import SystemdNotifier
+    from maskipy.edge.service.sdnotify import SystemdNotifier
     from maskipy.edge.sources.replay import ReplaySource
 
     config = load_edge_config().replace("counts", state_dir=state)
@@ -300,7 +301,7 @@ def test_corrupt_current_and_previous_fall_back_to_the_built_in_model(installed,
 
 
 def test_reload_keeps_the_running_model_whatever_the_new_one_does(installed, scene_frames, monkeypatch):
-    from maskipy.edge import modelload
+    from maskipy.edge.classifier import load as modelload
 
     state, current, _ = installed
     runtime = gate(state, scene_frames[:2])
@@ -326,7 +327,7 @@ def test_reload_keeps_the_running_model_whatever_the_new_one_does(installed, sce
 
 
 def test_a_deploy_during_start_up_is_loaded(installed, scene_frames):
-    from maskipy.edge import swap
+    from maskipy.edge.swap import cli as swap
 
     state, _, previous = installed
     runtime = gate(state, scene_frames[:3])
@@ -390,7 +391,7 @@ def test_a_stalled_camera_is_pinged_through_reopened_and_ends_the_run_under_watc
     from maskipy.edge.config import load_edge_config
     from maskipy.edge.errors import CameraError
     from maskipy.edge.runtime import EdgeRuntime
-    from maskipy.edge.sdnotify import SystemdNotifier
+    from maskipy.edge.service.sdnotify import SystemdNotifier
     from maskipy.edge.sources.replay import ReplaySource
 
     address, messages = notify_socket
@@ -426,7 +427,7 @@ def test_a_stalled_camera_is_pinged_through_reopened_and_ends_the_run_under_watc
 def test_reopens_spread_by_backoff_still_reach_the_restart_cap():
     from maskipy.edge.errors import CameraError
     from maskipy.edge.sources.replay import ReplaySource
-    from maskipy.edge.watchdog import SourceWatchdog
+    from maskipy.edge.sources.watchdog import SourceWatchdog
 
     now = [0.0]
     opens = []
@@ -540,8 +541,8 @@ def permuted(bundle: Path, target: Path, first: str = "properly_masked", second:
 
 
 def test_permuted_labels_are_refused_by_validation_and_install(tmp_path, default_bundle):
-    from maskipy.edge import swap
     from maskipy.edge.errors import ModelError
+    from maskipy.edge.swap import cli as swap
 
     assert ("9 probe crops labelled right (properly_masked, unmasked, not_face)"
             in swap.validate_bundle(default_bundle).describe())
@@ -550,18 +551,18 @@ def test_permuted_labels_are_refused_by_validation_and_install(tmp_path, default
         swap.validate_bundle(bad)
     with pytest.raises(ModelError, match="do not mean what they say"):
         swap.install_bundle(bad, tmp_path / "state", notify=False)
-    assert swap.current_bundle_dir(tmp_path / "state") is None
+    assert current_bundle_dir(tmp_path / "state") is None
     # Even the swap that leaves both counted-and-probed faces alone: not_face probes pin the rest.
     with pytest.raises(ModelError, match="not_face probes classified as improperly_masked"):
         swap.validate_bundle(permuted(default_bundle, tmp_path / "p2", "improperly_masked", "not_face"))
 
 
 def test_permuted_labels_in_place_are_refused_on_reload(tmp_path, default_bundle, scene_frames):
-    from maskipy.edge import swap
+    from maskipy.edge.swap import cli as swap
 
     state = tmp_path / "state"
     swap.install_bundle(default_bundle, state, notify=False)
-    current = swap.current_bundle_dir(state)
+    current = current_bundle_dir(state)
     assert (current / "probes.npz").is_file()  # the probes travel with the installed copy
     runtime = gate(state, scene_frames[:1])
     try:
@@ -577,7 +578,7 @@ def test_permuted_labels_in_place_are_refused_on_reload(tmp_path, default_bundle
 def test_a_bundle_without_probes_is_accepted_with_a_warning(tmp_path, default_bundle, caplog):
     import shutil
 
-    from maskipy.edge import swap
+    from maskipy.edge.swap import cli as swap
 
     old = tmp_path / "old"
     shutil.copytree(default_bundle, old)
@@ -590,7 +591,7 @@ def test_a_bundle_without_probes_is_accepted_with_a_warning(tmp_path, default_bu
 
 
 def test_bundle_install_on_a_full_disk_leaves_no_staging_behind(tmpfs, default_bundle, capsys):
-    from maskipy.edge import swap
+    from maskipy.edge.swap import cli as swap
 
     if tmpfs is None:
         pytest.skip("cannot mount a tmpfs here (needs CAP_SYS_ADMIN)")
@@ -598,7 +599,7 @@ def test_bundle_install_on_a_full_disk_leaves_no_staging_behind(tmpfs, default_b
     code = swap.main(["install", str(default_bundle), "--state-dir", str(state)])
     assert code == 1 and "No space left" in capsys.readouterr().err
     assert not list((state / "models").glob(".staging-*"))
-    assert swap.current_bundle_dir(state) is None
+    assert current_bundle_dir(state) is None
 
 
 # --- bad input: clean errors, all at once ------------------------------------------------------
@@ -661,8 +662,8 @@ def test_a_huge_image_in_the_folder_source_is_skipped_before_decoding(tmp_path, 
     import resource
     import shutil
 
-    from maskipy.edge.imagecheck import image_dimensions
     from maskipy.edge.sources.folder import FolderSource
+    from maskipy.edge.sources.imagecheck import image_dimensions
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -754,7 +755,7 @@ def test_the_gate_keeps_alerting_and_counting_on_a_full_state_disk(tmpfs, scenes
                                                                    mock_factory, caplog):
     from maskipy.edge.config import load_edge_config
     from maskipy.edge.runtime import EdgeRuntime
-    from maskipy.edge.sdnotify import SystemdNotifier
+    from maskipy.edge.service.sdnotify import SystemdNotifier
 
     if tmpfs is None:
         pytest.skip("cannot mount a tmpfs here (needs CAP_SYS_ADMIN)")
@@ -850,7 +851,7 @@ def test_a_hung_picamera2_capture_is_bounded_and_closed_only_after_it_returns(mo
 
     from maskipy.edge.config import CameraConfig
     from maskipy.edge.sources import open_source
-    from maskipy.edge.watchdog import SourceWatchdog
+    from maskipy.edge.sources.watchdog import SourceWatchdog
 
     release = threading.Event()
     cameras = []

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from maskipy.edge.bundle import load_bundle
-from maskipy.edge.classify import TFLiteClassifier
+from maskipy.edge.classifier.tflite import TFLiteClassifier
 from maskipy.edge.preprocess import crop_face, read_image, to_input, whole_image_box
 
 LEGACY = os.environ.get("MASKIPY_LEGACY_PYTHON", "")

@@ -255,7 +255,7 @@ def test_the_frame_loop_never_waits_on_an_unreachable_broker(tmp_path: Path) -> 
     took = time.perf_counter() - started
     output.close()
     assert took < 1.0, f"100 counts took {took:.2f} s with the broker unreachable"
-    from maskipy.edge.spool import Spool
+    from maskipy.edge.outputs.spool import Spool
 
     assert len(Spool(tmp_path / "state" / "mqtt-spool.sqlite3", max_events=1000)) == 100
 

@@ -12,10 +12,12 @@ import pytest
 from conftest import wait_for
 
 from maskipy.edge.bundle import load_bundle
+from maskipy.edge.classifier.load import resolve_model
 from maskipy.edge.config import load_edge_config
-from maskipy.edge.runtime import STAGES, EdgeRuntime, resolve_model
-from maskipy.edge.sdnotify import SystemdNotifier
+from maskipy.edge.runtime import EdgeRuntime
+from maskipy.edge.service.sdnotify import SystemdNotifier
 from maskipy.edge.sources.replay import ReplaySource
+from maskipy.edge.stats import STAGES
 
 
 def make_config(tmp_path: Path, text: str = ""):
@@ -135,7 +137,7 @@ def test_model_resolution_order(tmp_path, bundle_dir):
     assert resolve_model(config, "cli/bundle") == "cli/bundle"
     assert resolve_model(config.replace("classifier", model="ini/bundle")) == "ini/bundle"
     assert resolve_model(config) is None  # nothing deployed: the bundled default
-    from maskipy.edge.swap import install_bundle
+    from maskipy.edge.swap.install import install_bundle
 
     installed = install_bundle(bundle_dir, config.counts.state_dir, notify=False)
     current = config.counts.state_dir / "models" / "current"

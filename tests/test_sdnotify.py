@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from maskipy.edge.sdnotify import SystemdNotifier, watchdog_interval
+from maskipy.edge.service.sdnotify import SystemdNotifier, watchdog_interval
 
 
 @pytest.fixture

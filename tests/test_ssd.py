@@ -12,17 +12,12 @@ import numpy as np
 import pytest
 
 from maskipy.edge.config import DetectorConfig
-from maskipy.edge.detect import HaarDetector, build_detector, iou
+from maskipy.edge.detectors import build_detector
+from maskipy.edge.detectors.haar import HaarDetector
+from maskipy.edge.detectors.ssd import DETECTOR_MODELS, SsdDetector, SsdFaceModel, load_ssd_model, ssd_anchors
 from maskipy.edge.errors import ModelError
+from maskipy.edge.geometry import iou, nms
 from maskipy.edge.preprocess import read_image, whole_image_box
-from maskipy.edge.ssd import (
-    DETECTOR_MODELS,
-    SsdDetector,
-    SsdFaceModel,
-    load_ssd_model,
-    nms,
-    ssd_anchors,
-)
 
 CLEAR_FACE = "faces/unmasked/lfw-Alejandro_Toledo_0004.jpg"
 # A MaskedFace-Net face the seed's Haar cascade misses (tests/test_detect.py's MASKED_FACE).

@@ -19,11 +19,13 @@ import pytest
 
 from maskipy.edge.config import HttpConfig, load_edge_config
 from maskipy.edge.errors import ConfigError, OutputError
-from maskipy.edge.runtime import STAGES, EdgeRuntime
-from maskipy.edge.sdnotify import SystemdNotifier
+from maskipy.edge.outputs.totals import day_of as local_day
+from maskipy.edge.runtime import EdgeRuntime
+from maskipy.edge.service.sdnotify import SystemdNotifier
 from maskipy.edge.sources.replay import ReplaySource
-from maskipy.edge.status import GateStatus, local_day
+from maskipy.edge.stats import STAGES
 from maskipy.edge.tracking import CountEvent, Track
+from maskipy.edge.web.status import GateStatus
 
 LABELS = ("properly_masked", "improperly_masked", "unmasked")
 
@@ -132,7 +134,7 @@ def test_restore_reads_todays_totals_and_hours_back_from_the_count_log(tmp_path)
 
 
 def test_only_the_tail_of_a_long_event_log_is_read_and_its_cut_line_skipped(tmp_path):
-    from maskipy.edge.status import read_events
+    from maskipy.edge.outputs.counts import read_recent_events as read_events
 
     path = tmp_path / "events.jsonl"
     lines = [json.dumps(event("unmasked", 1e9 + i, track=i).to_dict()) for i in range(100)]
@@ -236,7 +238,7 @@ def test_metrics_are_prometheus_text_with_counts_frames_stages_and_health(gate):
 
 def test_two_gates_in_one_process_keep_separate_metrics_and_read_their_mqtt_drops(gate):
     from maskipy.edge.outputs import Output
-    from maskipy.edge.web import GateMetrics
+    from maskipy.edge.web.metrics import GateMetrics
 
     class MqttPeer(Output):  # what /metrics reads of the MQTT output: its name and ``dropped``
         name, dropped = "mqtt", 3
@@ -306,7 +308,7 @@ def test_the_preview_snapshot_is_an_annotated_jpeg_made_only_when_asked(gate):
 
 
 def test_the_preview_hands_over_at_most_fps_frames_a_second():
-    from maskipy.edge.web import PreviewFeed
+    from maskipy.edge.web.preview import PreviewFeed
 
     now = [0.0]
     feed = PreviewFeed(fps=2, width=64, clock=lambda: now[0])
@@ -325,7 +327,7 @@ def test_the_preview_hands_over_at_most_fps_frames_a_second():
 
 
 def test_a_taken_port_is_a_clear_error(tmp_path, default_bundle):
-    from maskipy.edge.outputs.web import StatusPageOutput
+    from maskipy.edge.web.output import StatusPageOutput
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -16,7 +16,7 @@ import pytest
 
 from maskipy.edge.config import load_edge_config
 from maskipy.edge.runtime import EdgeRuntime
-from maskipy.edge.sdnotify import SystemdNotifier
+from maskipy.edge.service.sdnotify import SystemdNotifier
 from maskipy.edge.sources.replay import ReplaySource
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

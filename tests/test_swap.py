@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskipy.edge import swap
-from maskipy.edge.bundle import META_FILE, MODEL_FILE
+from maskipy.edge.bundle import META_FILE, MODEL_FILE, current_bundle_dir, previous_bundle_dir
 from maskipy.edge.errors import DeployError, ModelError
+from maskipy.edge.service.pidfile import PID_FILE
+from maskipy.edge.swap import cli as swap
 
 
 def edit_bundle(source: Path, target: Path, *, model: bytes | None = None, fix_sha: bool = True,
@@ -67,9 +68,9 @@ def state_files(state: Path) -> dict[str, str]:
 
 def test_install_makes_a_synced_copy_current(bundle: Path, labels: tuple[str, ...], tmp_path: Path) -> None:
     state = tmp_path / "state"
-    assert swap.current_bundle_dir(state) is None
+    assert current_bundle_dir(state) is None
     result = swap.install_bundle(bundle, state, labels)
-    current = swap.current_bundle_dir(state)
+    current = current_bundle_dir(state)
     assert current == result.current and current.parent == state / "models"
     assert (current / MODEL_FILE).read_bytes() == (bundle / MODEL_FILE).read_bytes()
     assert (state / "models" / "current").is_symlink()
@@ -86,11 +87,11 @@ def test_second_install_keeps_previous_and_rollback_restores_it(
     second_bundle = edit_bundle(bundle, tmp_path / "v2", note="second")
     second = swap.install_bundle(second_bundle, state, labels)
     assert second.current != first and second.previous == first
-    assert swap.previous_bundle_dir(state) == first
+    assert previous_bundle_dir(state) == first
 
     back = swap.rollback(state, labels)
-    assert swap.current_bundle_dir(state) == first and back.previous == second.current
-    assert swap.previous_bundle_dir(state) == second.current
+    assert current_bundle_dir(state) == first and back.previous == second.current
+    assert previous_bundle_dir(state) == second.current
 
 
 def test_reinstalling_the_current_bundle_keeps_the_real_previous(
@@ -100,7 +101,7 @@ def test_reinstalling_the_current_bundle_keeps_the_real_previous(
     second = swap.install_bundle(edit_bundle(bundle, tmp_path / "v2", note="2"), state, labels).current
     again = swap.install_bundle(tmp_path / "v2", state, labels)
     assert again.action.startswith("already current") and again.current == second
-    assert swap.previous_bundle_dir(state) == first
+    assert previous_bundle_dir(state) == first
 
 
 @pytest.mark.parametrize("damage", ["bad_sha256", "wrong_labels", "truncated", "golden_mismatch"])
@@ -131,7 +132,7 @@ def test_a_bad_bundle_is_refused_and_current_is_untouched(
 
 def test_golden_output_within_tolerance_passes(bundle: Path, labels: tuple[str, ...], tmp_path: Path) -> None:
     from maskipy.edge.bundle import load_bundle
-    from maskipy.edge.classify import TFLiteClassifier
+    from maskipy.edge.classifier.tflite import TFLiteClassifier
 
     loaded = load_bundle(bundle)
     size = loaded.crop_spec.size
@@ -186,7 +187,7 @@ def test_install_and_rollback_signal_the_running_service(
     child, log = reload_recorder
     state = tmp_path / "state"
     state.mkdir()
-    (state / swap.PID_FILE).write_text(f"{child.pid}\n")
+    (state / PID_FILE).write_text(f"{child.pid}\n")
     result = swap.install_bundle(bundle, state, labels)
     assert result.reload_ok and f"SIGHUP to pid {child.pid}" in result.reload
     assert wait_for_hups(log, 1) == 1
@@ -201,7 +202,7 @@ def test_a_stale_pid_is_not_signalled(bundle: Path, labels: tuple[str, ...], tmp
     try:
         state = tmp_path / "state"
         state.mkdir()
-        (state / swap.PID_FILE).write_text(str(stranger.pid))
+        (state / PID_FILE).write_text(str(stranger.pid))
         result = swap.install_bundle(bundle, state, labels)
         assert result.reload_ok and "stale" in result.reload
         time.sleep(0.2)
@@ -230,7 +231,7 @@ def test_dangling_current_reads_as_none(tmp_path: Path) -> None:
     models = tmp_path / "state" / "models"
     models.mkdir(parents=True)
     (models / "current").symlink_to("gone")
-    assert swap.current_bundle_dir(tmp_path / "state") is None
+    assert current_bundle_dir(tmp_path / "state") is None
 
 
 def test_cli_install_status_rollback_validate(

@@ -11,8 +11,9 @@ import pytest
 from conftest import SHARED, tiny_train_config
 
 from maskipy.edge.config import DetectorConfig
-from maskipy.edge.detect import build_detector, iou
+from maskipy.edge.detectors import build_detector
 from maskipy.edge.errors import ConfigError
+from maskipy.edge.geometry import iou
 from maskipy.edge.preprocess import CropSpec, crop_face, read_image, whole_image_box
 from maskipy.trainer.config import load_train_config
 from maskipy.trainer.crops import build_crops, fallback_rates

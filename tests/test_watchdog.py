@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from maskipy.edge.errors import CameraError
+from maskipy.edge.service.heartbeat import Heartbeat
 from maskipy.edge.sources.replay import ReplaySource
-from maskipy.edge.watchdog import Heartbeat, SourceWatchdog
+from maskipy.edge.sources.watchdog import SourceWatchdog
 
 FRAME = np.zeros((8, 8, 3), np.uint8)
 

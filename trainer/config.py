@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskipy.edge.config import EDGE_SCHEMA, DetectorConfig
+from maskipy.edge.config import EDGE_SCHEMA, DetectorConfig, parse_sections, read_ini, setting
 from maskipy.edge.errors import ConfigError
-from maskipy.edge.settings import parse_sections, read_ini, setting
 
 
 @dataclass(frozen=True)

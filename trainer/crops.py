@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from maskipy.edge.config import DetectorConfig
-from maskipy.edge.detect import Detection, Detector, build_detector, iou
+from maskipy.edge.detectors import Detection, Detector, build_detector
 from maskipy.edge.errors import ImageError
+from maskipy.edge.geometry import iou
 from maskipy.edge.preprocess import Box, CropSpec, crop_face, read_image, whole_image_box
 
 from .data import Sample

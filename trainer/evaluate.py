@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 
 from maskipy.edge.bundle import load_bundle
-from maskipy.edge.classify import TFLiteClassifier
+from maskipy.edge.classifier.tflite import TFLiteClassifier
 from maskipy.edge.cli_runner import run_command
 from maskipy.edge.config import DetectorConfig, load_edge_config
-from maskipy.edge.detect import build_detector, iou
+from maskipy.edge.detectors import build_detector
 from maskipy.edge.errors import ConfigError, ImageError
-from maskipy.edge.imagecheck import read_image_checked
+from maskipy.edge.geometry import iou
 from maskipy.edge.preprocess import Box, crop_face, whole_image_box
+from maskipy.edge.sources.imagecheck import read_image_checked
 
 from . import report
 from .data import IMAGE_SUFFIXES

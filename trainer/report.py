@@ -59,7 +59,7 @@ def false_alarms(true: list[str], chosen: list[str | None], widths: list[int]) -
 
 def calibration(true: list[str], answers: list[Any], labels: tuple[str, ...]) -> dict[str, Any]:
     """Expected calibration error of the stated confidence, over faces whose class the model has."""
-    from maskipy.edge.decision import expected_calibration_error
+    from maskipy.edge.classifier.decision import expected_calibration_error
 
     rows = [(labels.index(t), a.probs) for t, a in zip(true, answers, strict=True)
             if a.probs is not None and t in labels]

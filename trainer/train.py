@@ -79,7 +79,7 @@ def prepare_crops(config: TrainConfig, detector: DetectorConfig
 def drawn_masks(train_part: CropSet, config: TrainConfig, detector: DetectorConfig
                 ) -> tuple[np.ndarray, list[str]]:
     """Masks drawn onto the training split's unmasked faces (never validation or test faces)."""
-    from maskipy.edge.detect import build_detector
+    from maskipy.edge.detectors import build_detector
 
     from .synth import synthesize
 

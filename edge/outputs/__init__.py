@@ -7,7 +7,6 @@ from typing import Any
 
 from ..config import EdgeConfig
 from ..errors import OutputError
-from ..status import GateStatus
 from .base import Output
 
 __all__ = ["Output", "build_gpio_outputs", "build_outputs", "close_outputs"]
@@ -32,13 +31,12 @@ def build_gpio_outputs(config: EdgeConfig, pin_factory: Any = None) -> list[Outp
     return built
 
 
-def build_outputs(config: EdgeConfig, pin_factory: Any = None,
-                  status: GateStatus | None = None) -> list[Output]:
-    """The outputs of ``[outputs] devices``, ``[mqtt]``, ``[preview]`` and ``[http]``, in that order.
+def build_outputs(config: EdgeConfig, pin_factory: Any = None) -> list[Output]:
+    """The outputs of ``[outputs] devices``, ``[mqtt]`` and ``[preview]``, in that order.
 
     ``pin_factory`` goes to every gpiozero device (None: gpiozero's default, which honours
-    ``GPIOZERO_PIN_FACTORY``). The status page is served when ``[http] enabled`` and a ``status``
-    is given. If one output cannot be built, those already built are closed.
+    ``GPIOZERO_PIN_FACTORY``). The status page (``[http]``) is the runtime's to add, since it reads
+    the frame loop (``web.output``). If one output cannot be built, those already built are closed.
     """
     from .annotate import AnnotateOutput
     from .counts import CountLog
@@ -65,10 +63,6 @@ def build_outputs(config: EdgeConfig, pin_factory: Any = None,
         if p.window or p.annotate_dir is not None or p.annotate_video is not None:
             built.append(AnnotateOutput(directory=p.annotate_dir, video=p.annotate_video,
                                         window=p.window, fps=config.camera.fps))
-        if config.http.enabled and status is not None:
-            from .web import StatusPageOutput
-
-            built.append(StatusPageOutput(config.http, status, peers=list(built)))
     except Exception as exc:
         close_outputs(built)
         if not _is_gpio_error(exc):

@@ -80,13 +80,41 @@ def read_events(paths: Iterable[Path]) -> Iterator[dict]:
             lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
             continue
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(event, dict) and isinstance(event.get("label"), str):
-                yield event
+        yield from _parse_events(lines)
+
+
+def read_recent_events(path: Path, tail_bytes: int = 1_000_000) -> list[dict]:
+    """The events in the last ``tail_bytes`` of one log (what the status page restores at start),
+    each with a float ``time``; lines that do not parse are skipped."""
+    try:
+        with open(path, "rb") as handle:
+            start = max(0, handle.seek(0, os.SEEK_END) - tail_bytes)
+            handle.seek(start)
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        log.warning("%s: cannot read recent events: %s", path, exc)
+        return []
+    if start > 0:
+        lines = lines[1:]  # cut in the middle
+    events = []
+    for event in _parse_events(lines):
+        try:
+            events.append({**event, "time": float(event["time"])})
+        except (KeyError, TypeError, ValueError):
+            continue
+    return events
+
+
+def _parse_events(lines: Iterable[str]) -> Iterator[dict]:
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("label"), str):
+            yield event
 
 
 class CountLog(Output):

@@ -15,10 +15,10 @@ import numpy as np
 
 from ..config import MqttConfig
 from ..errors import OutputError
-from ..spool import Spool
 from ..tracking import CountEvent, Track
 from .base import Output
 from .hass import OFFLINE, ONLINE, GateTopics
+from .spool import Spool
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CameraError, ImageError
-from ..imagecheck import read_image_checked
 from .base import FrameSource
+from .imagecheck import read_image_checked
 
 log = logging.getLogger(__name__)
 

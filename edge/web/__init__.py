@@ -1,7 +1,2 @@
-"""The status page: a small HTTP server for /, /status.json, /metrics and an opt-in live preview."""
-
-from .metrics import GateMetrics
-from .preview import PreviewFeed
-from .server import StatusServer
-
-__all__ = ["GateMetrics", "PreviewFeed", "StatusServer"]
+"""The status page: what it shows (status), how it is served (server, metrics, preview), and the output
+that feeds it from the frame loop (output)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..status import GateStatus
+from .status import GateStatus
 
 
 class StatusCollector:

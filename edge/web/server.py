@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 from ..config import HttpConfig
 from ..errors import OutputError
-from ..status import GateStatus
 from .metrics import GateMetrics
 from .preview import PreviewFeed
+from .status import GateStatus
 
 log = logging.getLogger(__name__)
 

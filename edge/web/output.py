@@ -7,9 +7,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ..config import HttpConfig
-from ..status import GateStatus
+from ..outputs.base import Output
 from ..tracking import CountEvent, Track
-from .base import Output
+from .metrics import GateMetrics
+from .preview import PreviewFeed
+from .server import StatusServer
+from .status import GateStatus
 
 
 class StatusPageOutput(Output):
@@ -27,8 +30,6 @@ class StatusPageOutput(Output):
     name = "http"
 
     def __init__(self, http: HttpConfig, status: GateStatus, peers: Iterable[Output] = ()) -> None:
-        from ..web import GateMetrics, PreviewFeed, StatusServer
-
         self.status = status
         self.metrics = GateMetrics(status, peers=tuple(peers))
         self.preview = PreviewFeed(http.preview_fps, http.preview_width) if http.preview else None

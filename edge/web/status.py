@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import bisect
-import json
 import logging
-import os
 import socket
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .config import EdgeConfig
-from .tracking import CountEvent
-
-if TYPE_CHECKING:
-    from .runtime import EdgeRuntime
+from ..bundle import Bundle
+from ..config import EdgeConfig
+from ..outputs.counts import EVENTS_FILE, TOTALS_FILE, read_recent_events
+from ..outputs.totals import day_of, read_totals
+from ..sources.watchdog import SourceWatchdog
+from ..stats import StageTimer
+from ..tracking import CountEvent
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,16 @@ WINDOW_SECONDS = 2.0
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
-def local_day(wall_time: float) -> str:
-    return time.strftime("%Y-%m-%d", time.localtime(wall_time))
+class GateView(Protocol):
+    """What the page reads of the running gate after each frame (``EdgeRuntime`` is one)."""
+
+    config: EdgeConfig
+    source_spec: str
+    timer: StageTimer
+    bundle: Bundle
+    reloads: int
+    reload_failures: int
+    watchdog: SourceWatchdog | None
 
 
 class StageHistogram:
@@ -75,7 +83,7 @@ class GateStatus:
         self._clock, self._wall_clock = clock, wall_clock
         self._lock = threading.Lock()
         self._started = clock()
-        self.day = local_day(wall_clock())
+        self.day = day_of(wall_clock())
         self.today = Counter(dict.fromkeys(self.labels, 0))
         self.per_hour = {label: [0] * 24 for label in self.labels}
         self.session_counts = Counter(dict.fromkeys(self.labels, 0))
@@ -107,7 +115,7 @@ class GateStatus:
         hours = self.per_hour.setdefault(label, [0] * 24)
         hours[time.localtime(wall_time).tm_hour] += count
 
-    def update_frame(self, runtime: EdgeRuntime) -> None:
+    def update_frame(self, runtime: GateView) -> None:
         """After each frame: stage latencies now; frames/s, model and health once per window."""
         now = self._clock()
         timer = runtime.timer
@@ -123,7 +131,7 @@ class GateStatus:
             if self._window is None or now - self._window[0] >= self.window:
                 self._refresh(runtime, now)
 
-    def _refresh(self, runtime: EdgeRuntime, now: float) -> None:
+    def _refresh(self, runtime: GateView, now: float) -> None:
         timer = runtime.timer
         if self._window is not None:
             start, frames, seconds = self._window
@@ -135,7 +143,7 @@ class GateStatus:
         self._refresh_model(runtime)
         self._refresh_camera(runtime)
 
-    def _refresh_model(self, runtime: EdgeRuntime) -> None:
+    def _refresh_model(self, runtime: GateView) -> None:
         bundle = runtime.bundle
         if self.model.get("sha256") != bundle.sha256:
             self.model = {"sha256": bundle.sha256, "created_at": bundle.metadata.get("created_at"),
@@ -147,7 +155,7 @@ class GateStatus:
                          "eye_cascades": list(detector.eye_cascades),
                          "every_n_frames": detector.every_n_frames}
 
-    def _refresh_camera(self, runtime: EdgeRuntime) -> None:
+    def _refresh_camera(self, runtime: GateView) -> None:
         watchdog, camera = runtime.watchdog, runtime.config.camera
         if watchdog is None:
             return
@@ -162,7 +170,7 @@ class GateStatus:
                        "stall_seconds": camera.stall_seconds}
 
     def _roll_day(self, wall_time: float) -> None:
-        day = local_day(wall_time)
+        day = day_of(wall_time)
         if day != self.day:
             self.day = day
             self.today = Counter(dict.fromkeys(self.labels, 0))
@@ -203,8 +211,9 @@ class GateStatus:
         the recent list from today's lines of ``events.jsonl``.
         """
         state = Path(state_dir)
-        events = [e for e in read_events(state / "events.jsonl") if local_day(e["time"]) == self.day]
-        totals = read_totals(state / "totals.json", self.day)
+        events = [e for e in read_recent_events(state / EVENTS_FILE) if day_of(e["time"]) == self.day]
+        saved = read_totals(state / TOTALS_FILE)  # None (with a warning) when unusable
+        totals = saved[0].get(self.day, {}) if saved is not None else {}
         with self._lock:
             for event in events:
                 self._add(event["label"], event["time"])
@@ -234,41 +243,3 @@ def health(camera: Mapping[str, Any]) -> str:
     if age >= camera.get("stall_seconds", float("inf")):
         return "stalled"
     return "reopening" if camera.get("reopens_last_minute") else "ok"
-
-
-def read_totals(path: Path, day: str) -> dict[str, int]:
-    """``totals.json``'s per-class totals if they are ``day``'s, else nothing."""
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        log.warning("status: ignoring unreadable %s: %s", path, exc)
-        return {}
-    if not isinstance(saved, dict) or saved.get("date") != day:
-        return {}
-    return {str(k): int(v) for k, v in saved.get("totals", {}).items()}
-
-
-def read_events(path: Path, tail_bytes: int = 1_000_000) -> list[dict[str, Any]]:
-    """The count log's events (its last ``tail_bytes`` at most), skipping lines that do not parse."""
-    try:
-        with open(path, "rb") as handle:
-            start = max(0, handle.seek(0, os.SEEK_END) - tail_bytes)
-            handle.seek(start)
-            lines = handle.read().decode("utf-8", "replace").splitlines()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        log.warning("status: cannot read %s: %s", path, exc)
-        return []
-    if start > 0:
-        lines = lines[1:]  # cut in the middle
-    events = []
-    for line in lines:
-        try:
-            event = json.loads(line)
-            events.append({**event, "time": float(event["time"]), "label": str(event["label"])})
-        except (ValueError, KeyError, TypeError):
-            continue
-    return events

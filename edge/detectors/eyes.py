@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .preprocess import Box
+from ..preprocess import Box
 
 # Face box from an eye pair, in units of the distance between the eye centres. Calibrated by
 # medians over 66 faces/ and realworld-photos images (seed 0) where frontalface_default also

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import PROBES_FILE, Bundle, sha256_file
-from .errors import ModelError
+from ..bundle import PROBES_FILE, Bundle, sha256_file
+from ..errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def make_probes(directory: Path, bundle: Bundle, classifier: Any,
                 candidates: dict[str, tuple[str, list[Path]]], per_label: int = PER_LABEL,
                 tries: int = 80) -> dict[str, Any] | None:
     """Write ``probes.npz`` with crops the model gets right (confidence >= MIN_CONFIDENCE); its entry."""
-    from .preprocess import crop_face, read_image, whole_image_box
+    from ..preprocess import crop_face, read_image, whole_image_box
 
     spec = bundle.crop_spec
     jpegs: list[np.ndarray] = []

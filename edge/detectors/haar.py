@@ -1,58 +1,22 @@
-"""Face detector plug-ins: registry, boxes and NMS; the Haar cascade detector (on a downscaled grey frame)."""
+"""Haar cascade detector plug-in (the seed's detector), on a downscaled, equalised grey frame."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from .config import DetectorConfig
-from .errors import ConfigError
+from ..config import DetectorConfig
+from ..errors import ConfigError
+from ..geometry import apply_framing, clip_box
+from ..preprocess import Box
+from .base import Detection, non_max_suppression
 from .eyes import EyePairStage
-from .preprocess import Box
 
 # (width, border) -> that grey copy of the frame, padded, with its pad and scale factor.
 FrameView = Callable[[int, float], tuple[np.ndarray, int, float]]
-
-
-@dataclass(frozen=True)
-class Detection:
-    """A face box in full-frame pixels and the detector's evidence for it (Haar neighbour count)."""
-
-    box: Box
-    score: float
-    source: str = ""
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = min(ax1, bx1) - max(a[0], b[0])
-    ih = min(ay1, by1) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / float(a[2] * a[3] + b[2] * b[3] - inter)
-
-
-def _contains_centre(outer: Box, inner: Box) -> bool:
-    cx, cy = inner[0] + inner[2] / 2, inner[1] + inner[3] / 2
-    return outer[0] <= cx <= outer[0] + outer[2] and outer[1] <= cy <= outer[1] + outer[3]
-
-
-def non_max_suppression(detections: list[Detection], threshold: float = 0.3) -> list[Detection]:
-    """Keep the strongest of overlapping boxes; a box whose centre lies inside a kept one goes too,
-    because different cascades frame one face at slightly different scales."""
-    kept: list[Detection] = []
-    for det in sorted(detections, key=lambda d: (-d.score, -d.box[2])):
-        if all(iou(det.box, k.box) < threshold and not _contains_centre(k.box, det.box)
-               and not _contains_centre(det.box, k.box) for k in kept):
-            kept.append(det)
-    return kept
 
 
 def resolve_cascade(name: str) -> Path:
@@ -91,25 +55,6 @@ FRAMING: dict[str, tuple[float, float, float]] = {
 def reframe(box: Box, source: str) -> Box:
     """``box`` moved and scaled the way ``source``'s boxes differ from frontalface_default's."""
     return apply_framing(box, FRAMING.get(source, (0.0, 0.0, 1.0)))
-
-
-def apply_framing(box: tuple[float, float, float, float], framing: tuple[float, float, float]) -> Box:
-    """An (x, y, w, h) box with its centre moved by (dx, dy) box widths and its size scaled, as
-    integer pixels: how one detector's boxes are made to look like another's."""
-    dx, dy, scale = framing
-    x, y, w, h = box
-    cx, cy = x + w / 2.0 + dx * w, y + h / 2.0 + dy * w
-    w2, h2 = w * scale, h * scale
-    return int(round(cx - w2 / 2.0)), int(round(cy - h2 / 2.0)), int(round(w2)), int(round(h2))
-
-
-def clip_box(box: Box, shape: tuple[int, ...]) -> Box | None:
-    """``box`` cut to the frame, or None when too little of it is left to be a face."""
-    x0, y0 = max(0, box[0]), max(0, box[1])
-    x1, y1 = min(shape[1], box[0] + box[2]), min(shape[0], box[1] + box[3])
-    if (x1 - x0) * (y1 - y0) < 0.5 * box[2] * box[3]:
-        return None
-    return x0, y0, x1 - x0, y1 - y0
 
 
 def load_cascades(names: tuple[str, ...]) -> list[tuple[str, object]]:
@@ -268,23 +213,3 @@ def _to_frame(box: Box, pad: int, factor: float) -> Box:
     x, y, w, h = box
     return (int(round((x - pad) * factor)), int(round((y - pad) * factor)),
             int(round(w * factor)), int(round(h * factor)))
-
-
-def _ssd_detector(config: DetectorConfig) -> Detector:
-    from .ssd import SsdDetector  # the TFLite runtime loads only when an SSD is asked for
-
-    return SsdDetector(config)
-
-
-class Detector(Protocol):
-    """What the frame loop needs of a detector plug-in."""
-
-    def detect(self, frame: np.ndarray) -> list[Detection]: ...
-
-
-DETECTORS: dict[str, Callable[[DetectorConfig], Detector]] = {"haar": HaarDetector, "ssd": _ssd_detector}
-
-
-def build_detector(config: DetectorConfig) -> Detector:
-    """The detector plug-in named by ``[detector] type``."""
-    return DETECTORS[config.type](config)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageError
-from .preprocess import read_image
+from ..errors import ImageError
+from ..preprocess import read_image
 
 # 50 MP: a 48 MP phone photo still loads (150 MB as BGR); a Pi Zero 2 has 512 MB in all.
 MAX_IMAGE_PIXELS = 50_000_000

@@ -13,41 +13,23 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .bundle import META_FILE, MODEL_FILE, Bundle, bundle_files
-from .errors import DeployError
+from ..bundle import (
+    CURRENT,
+    META_FILE,
+    MODEL_FILE,
+    PREVIOUS,
+    Bundle,
+    bundle_files,
+    pointer,
+)
+from ..errors import DeployError
 
-MODELS_DIR, INCOMING_DIR = "models", "incoming"
-CURRENT, PREVIOUS = "current", "previous"
+INCOMING_DIR = "incoming"
 KEEP_VERSIONS = 3
 VERSION_NAME = re.compile(r"^v(\d+)-")
 LOCK_WAIT_SECONDS = 60.0
 # An upload left in incoming/ this long is an abandoned deploy (its cleanup never ran).
 STALE_INCOMING_SECONDS = 24 * 3600
-
-
-def models_dir(state_dir: str | Path) -> Path:
-    return Path(state_dir) / MODELS_DIR
-
-
-def pointer(state_dir: str | Path, name: str) -> Path | None:
-    link = models_dir(state_dir) / name
-    if not link.is_symlink():
-        return None
-    target = Path(os.path.realpath(link))
-    return target if target.is_dir() else None
-
-
-def current_bundle_dir(state_dir: Path) -> Path | None:
-    """The installed bundle the runtime should load, resolved so a later swap cannot mix its files.
-
-    None when nothing was ever installed (the runtime then uses ``[classifier] model`` or the default).
-    """
-    return pointer(state_dir, CURRENT)
-
-
-def previous_bundle_dir(state_dir: Path) -> Path | None:
-    return pointer(state_dir, PREVIOUS)
-
 
 
 def fsync_dir(path: Path) -> None:

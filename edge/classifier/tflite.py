@@ -1,46 +1,14 @@
-"""Mask classifier plug-ins: one TFLite interpreter, built once, fed by the preprocess contract."""
+"""The TFLite classifier plug-in: one interpreter, built once, fed by the preprocess contract."""
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
 import numpy as np
 
-from .bundle import Bundle
-from .config import ClassifierConfig
+from ..bundle import Bundle
+from ..errors import ModelError
+from ..preprocess import to_input
 from .decision import DecisionRule
-from .errors import ModelError
-from .preprocess import to_input
-
-log = logging.getLogger(__name__)
-
-
-def load_interpreter_class() -> tuple[Any, str]:
-    """The TFLite Interpreter class and the name of the runtime providing it.
-
-    ai-edge-litert is the default (numpy 2, ~10x faster on x86); tflite-runtime is the legacy
-    Pi path (numpy<2, Python <= 3.11); full TensorFlow is the workstation's last resort.
-    """
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        return Interpreter, "ai-edge-litert"
-    except ImportError:
-        pass
-    try:
-        from tflite_runtime.interpreter import Interpreter
-
-        return Interpreter, "tflite-runtime"
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf
-
-        return tf.lite.Interpreter, "tensorflow.lite"
-    except ImportError:
-        raise ModelError("no TFLite runtime installed; pip install 'maskipy[edge]' "
-                         "(ai-edge-litert) or 'maskipy[tflite]' (tflite-runtime)") from None
+from .interpreter import load_interpreter
 
 
 class TFLiteClassifier:
@@ -52,15 +20,9 @@ class TFLiteClassifier:
     """
 
     def __init__(self, bundle: Bundle, num_threads: int = 2) -> None:
-        interpreter_class, self.runtime = load_interpreter_class()
         self.bundle = bundle
-        try:
-            self.interpreter = interpreter_class(model_path=str(bundle.model_path),
-                                                 num_threads=num_threads)
-            self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{bundle.model_path}: the TFLite runtime cannot load it ({exc}); "
-                             f"re-run maskipy-convert or deploy a good bundle") from None
+        self.interpreter, self.runtime = load_interpreter(
+            bundle.model_path, num_threads, "; re-run maskipy-convert or deploy a good bundle")
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         shape = tuple(int(v) for v in self._input["shape"])
@@ -110,23 +72,3 @@ class TFLiteClassifier:
     def choose(self, probs: np.ndarray) -> np.ndarray:
         """The label index per row of ``classify``'s output, by the bundle's decision rule."""
         return self.decision.choose(probs)
-
-
-CLASSIFIERS: dict[str, type] = {"tflite": TFLiteClassifier}
-
-
-def build_classifier(config: ClassifierConfig, bundle: Bundle) -> TFLiteClassifier:
-    """The classifier plug-in named by ``[classifier] type``, checked against the config's labels."""
-    missing = [label for label in config.labels if label not in bundle.labels]
-    extra = [label for label in bundle.labels
-             if label not in config.labels and label != config.reject_label]
-    if missing or extra:
-        raise ModelError(f"{bundle.json_path}: model labels {', '.join(bundle.labels)} do not match "
-                         f"[classifier] labels = {', '.join(config.labels)}"
-                         f"{' (missing: ' + ', '.join(missing) + ')' if missing else ''}"
-                         f"{' (unexpected: ' + ', '.join(extra) + ')' if extra else ''}; "
-                         f"fix the config or deploy a model trained for these classes")
-    classifier = CLASSIFIERS[config.type](bundle, num_threads=config.num_threads)
-    log.info("classifier: %s via %s, labels %s, input %s", bundle.model_path.name,
-             classifier.runtime, ",".join(bundle.labels), classifier.input_dtype)
-    return classifier

@@ -1,8 +1,8 @@
 """``maskipy-edge bundle``: the Pi side of deploys (validate, install, roll back, status).
 
-The work is done by one module per job, re-exported here for ``from maskipy.edge.swap import ...``:
-``validate`` (checks), ``store`` (versions and pointers), ``service`` (pid file, SIGHUP) and
-``install`` (install, rollback, status).
+The work is done by one module per job in this package: ``validate`` (checks), ``store`` (versions),
+``install`` (install, rollback, status); the pointers are read by ``maskipy.edge.bundle`` and the
+running service is signalled through ``maskipy.edge.service.pidfile``.
 """
 
 from __future__ import annotations
@@ -12,28 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import load_edge_config
-from .errors import MaskipyError, report_error
-from .install import SwapResult, bundle_status, install_bundle, rollback
-from .service import PID_FILE, signal_reload
-from .store import (
-    CURRENT,
-    INCOMING_DIR,
-    KEEP_VERSIONS,
-    MODELS_DIR,
-    PREVIOUS,
-    current_bundle_dir,
-    models_dir,
-    previous_bundle_dir,
-)
-from .validate import Validation, check_golden, validate_bundle
+from ..cli_runner import report_error
+from ..config import load_edge_config
+from ..errors import MaskipyError
+from .install import bundle_status, install_bundle, rollback
+from .validate import validate_bundle
 
-__all__ = ["CURRENT", "INCOMING_DIR", "KEEP_VERSIONS", "MODELS_DIR", "PID_FILE", "PREVIOUS",
-           "SERVICE_CONFIG", "SERVICE_STATE_DIR", "SwapResult", "Validation", "bundle_status", "check_golden",
-           "current_bundle_dir", "install_bundle", "main", "models_dir", "previous_bundle_dir", "rollback",
-           "signal_reload", "validate_bundle"]
-
-# What systemd/install.sh sets up; the CLI defaults to them on an installed Pi.
 SERVICE_CONFIG = Path("/etc/maskipy/config.ini")
 SERVICE_STATE_DIR = Path("/var/lib/maskipy")
 

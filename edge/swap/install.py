@@ -7,23 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bundle import load_bundle
-from .config import COUNTED_CLASSES
-from .errors import DeployError, MaskipyError, ModelError
-from .service import running_pid, signal_reload
-from .store import (
-    CURRENT,
-    KEEP_VERSIONS,
-    PREVIOUS,
-    locked,
-    models_dir,
-    point,
-    pointer,
-    prune,
-    same_bundle,
-    store_copy,
-    versions,
-)
+from ..bundle import CURRENT, PREVIOUS, load_bundle, models_dir, pointer
+from ..config import COUNTED_CLASSES
+from ..errors import DeployError, MaskipyError, ModelError
+from ..service.pidfile import running_pid, signal_reload
+from .store import KEEP_VERSIONS, locked, point, prune, same_bundle, store_copy, versions
 from .validate import Validation, validate_bundle
 
 

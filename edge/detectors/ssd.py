@@ -16,14 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import sha256_file
-from .config import DetectorConfig
-from .detect import Detection, apply_framing, clip_box, non_max_suppression
-from .errors import ModelError
+from ..bundle import verify_sha256
+from ..classifier.interpreter import load_interpreter
+from ..config import DetectorConfig
+from ..errors import ModelError
+from ..geometry import apply_framing, clip_box, nms
+from .base import Detection, non_max_suppression
 
 log = logging.getLogger(__name__)
 
-DETECTOR_MODELS = Path(__file__).resolve().parent / "models" / "detectors"
+DETECTOR_MODELS = Path(__file__).resolve().parent.parent / "models" / "detectors"
 
 
 @dataclass(frozen=True)
@@ -91,30 +93,9 @@ def load_ssd_model(name: str) -> SsdModel:
                          f"copy the detector model directory again") from None
     if not model_path.is_file():
         raise ModelError(f"{model_path}: missing; copy the detector model directory again")
-    actual = sha256_file(model_path)
-    if actual != expected:
-        raise ModelError(f"{model_path}: sha256 {actual[:12]}… does not match model.json's "
-                         f"{expected[:12]}…; the file is corrupt; copy it again")
+    actual = verify_sha256(model_path, expected, "the file is corrupt; copy it again")
     return SsdModel(directory.name, model_path, size, strides, per_cell, (low, high), (dx, dy, scale),
                     actual, meta)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Indices of the boxes (N, 4 as x0, y0, x1, y1) kept by greedy non-maximum suppression."""
-    order = np.argsort(-scores)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    kept: list[int] = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        kept.append(int(best))
-        iw = np.clip(np.minimum(boxes[best, 2], boxes[rest, 2]) - np.maximum(boxes[best, 0], boxes[rest, 0]),
-                     0, None)
-        ih = np.clip(np.minimum(boxes[best, 3], boxes[rest, 3]) - np.maximum(boxes[best, 1], boxes[rest, 1]),
-                     0, None)
-        inter = iw * ih
-        overlap = inter / np.maximum(area[best] + area[rest] - inter, 1e-9)
-        order = rest[overlap < threshold]
-    return np.asarray(kept, dtype=np.int64)
 
 
 class SsdFaceModel:
@@ -127,15 +108,8 @@ class SsdFaceModel:
     """
 
     def __init__(self, model: SsdModel, num_threads: int = 2, input_size: int = 0) -> None:
-        from .classify import load_interpreter_class
-
         self.model = model
-        interpreter_class, self.runtime = load_interpreter_class()
-        try:
-            self.interpreter = interpreter_class(model_path=str(model.path), num_threads=num_threads)
-            self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{model.path}: the TFLite runtime cannot load it ({exc})") from None
+        self.interpreter, self.runtime = load_interpreter(model.path, num_threads, "")
         self.size = input_size or model.input_size
         if self.size % max(model.strides):
             raise ModelError(f"[detector] ssd_input_size = {input_size}: must be a multiple of "

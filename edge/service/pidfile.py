@@ -1,12 +1,37 @@
-"""The running service as the bundle manager sees it: its pid file and the SIGHUP that reloads it."""
+"""The gate's pid file: written by ``maskipy-edge run``, read by the bundle manager to SIGHUP a reload."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 PID_FILE = "maskipy-edge.pid"
+
+
+def write_pid_file(state_dir: Path) -> Path:
+    """Record this process's pid under the state directory (a full or read-only disk: a warning)."""
+    path = Path(state_dir) / PID_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    except OSError as exc:
+        # The gate must still run; only 'bundle install' loses its way to signal a reload.
+        log.warning("%s: cannot write the pid file (%s); reload with 'systemctl reload maskipy-edge' "
+                    "after a deploy", path, exc)
+    return path
+
+
+def remove_pid_file(path: Path) -> None:
+    """Remove the pid file if it is still ours (a newer process may have replaced it)."""
+    try:
+        if path.read_text(encoding="utf-8").split()[:1] == [str(os.getpid())]:
+            path.unlink()
+    except (OSError, IndexError) as exc:
+        log.debug("pid file %s: %s", path, exc)
 
 
 def running_pid(state_dir: str | Path) -> tuple[int | None, str]:

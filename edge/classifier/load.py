@@ -7,14 +7,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bundle import Bundle, load_bundle
-from .classify import build_classifier
-from .config import EdgeConfig
-from .errors import MaskipyError, ModelError
+from ..bundle import Bundle, current_bundle_dir, load_bundle, previous_bundle_dir
+from ..config import EdgeConfig
+from ..errors import MaskipyError, ModelError
+from . import build_classifier
 from .probes import check_probes
-from .store import current_bundle_dir, previous_bundle_dir
 
 log = logging.getLogger(__name__)
+
+
+def resolve_model(config: EdgeConfig, model: str | Path | None = None) -> str | Path | None:
+    """The bundle to load: ``--model``, ``[classifier] model``, the deployed one, else the default (None)."""
+    if model:
+        return model
+    if config.classifier.model:
+        return config.classifier.model
+    return current_bundle_dir(config.counts.state_dir)
 
 
 def load_model(config: EdgeConfig, location: str | Path | None) -> tuple[Bundle, Any]:

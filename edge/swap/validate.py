@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .bundle import Bundle
-from .config import COUNTED_CLASSES, load_edge_config
-from .errors import ModelError
+from ..bundle import Bundle
+from ..config import COUNTED_CLASSES, load_edge_config
+from ..errors import ModelError
 
 if TYPE_CHECKING:  # the interpreter is imported only when a bundle is validated
-    from .classify import TFLiteClassifier
+    from ..classifier.tflite import TFLiteClassifier
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def validate_bundle(location: str | Path, labels: Sequence[str] = COUNTED_CLASSE
                     reject_label: str = "not_face") -> Validation:
     """Checksum, TFLite load, input contract, labels against the config, golden inference, labels by
     meaning (probe crops): or ModelError."""
-    from .modelload import load_model
+    from ..classifier.load import load_model
 
     config = load_edge_config().replace(
         "classifier", labels=tuple(labels), reject_label=reject_label, num_threads=1)

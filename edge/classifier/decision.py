@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
+from ..errors import ModelError
 
 # An int8 softmax reports multiples of 1/256, so its 0 means "below about 1/512", not "impossible":
 # logs are taken of at least this.

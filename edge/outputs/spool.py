@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import OutputError
+from ..errors import OutputError
 
 log = logging.getLogger(__name__)
 

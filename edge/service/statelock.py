@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from .errors import OutputError
+from ..errors import OutputError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,40 @@
+"""What every face detector plug-in returns (Detection) and offers (Detector), and how boxes merge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..geometry import contains_centre, iou
+from ..preprocess import Box
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A face box in full-frame pixels and the detector's evidence for it (Haar neighbour count)."""
+
+    box: Box
+    score: float
+    source: str = ""
+    # (x, y) keypoints in frame pixels where the detector gives them (eyes, nose, mouth), else None:
+    # what alignment or a nose-region crop would use.
+    landmarks: tuple[tuple[float, float], ...] | None = None
+
+
+class Detector(Protocol):
+    """What the frame loop needs of a detector plug-in."""
+
+    def detect(self, frame: np.ndarray) -> list[Detection]: ...
+
+
+def non_max_suppression(detections: list[Detection], threshold: float = 0.3) -> list[Detection]:
+    """Keep the strongest of overlapping boxes; a box whose centre lies inside a kept one goes too,
+    because different cascades frame one face at slightly different scales."""
+    kept: list[Detection] = []
+    for det in sorted(detections, key=lambda d: (-d.score, -d.box[2])):
+        if all(iou(det.box, k.box) < threshold and not contains_centre(k.box, det.box)
+               and not contains_centre(det.box, k.box) for k in kept):
+            kept.append(det)
+    return kept
