@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,11 +39,17 @@ def load_config(args: argparse.Namespace) -> EdgeConfig:
     return config
 
 
+def install_signal_handlers(runtime: Any) -> dict[int, Any]:
+    """SIGHUP reloads the model, SIGTERM and SIGINT stop the loop; returns the previous handlers."""
+    handlers = {signal.SIGHUP: lambda *_: runtime.request_reload(),
+                signal.SIGTERM: lambda *_: runtime.stop(),
+                signal.SIGINT: lambda *_: runtime.stop()}
+    return {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the gate until the source ends, --max-frames, SIGTERM or Ctrl-C."""
-    import signal
-
-    from .runtime import EdgeRuntime, install_signal_handlers
+    from .runtime import EdgeRuntime
 
     config = load_config(args)
     with StateLock(config.counts.state_dir):

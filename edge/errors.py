@@ -26,5 +26,9 @@ class OutputError(MaskipyError, RuntimeError):
     """An output device (GPIO pin, log file) could not be set up."""
 
 
+class StateLockError(OutputError):
+    """The state directory is in use by another gate, or its lock file cannot be created."""
+
+
 class DeployError(MaskipyError, RuntimeError):
     """Copying, validating or swapping a bundle on a remote host failed."""

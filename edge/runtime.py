@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections import Counter
@@ -13,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle, current_bundle_dir
-from .classifier.load import load_model, load_start_model, resolve_model
+from .bundle import Bundle
+from .classifier.live import LiveModel
 from .config import EdgeConfig
 from .detectors import build_detector
 from .outputs import Output, build_outputs, close_outputs
@@ -41,70 +40,53 @@ class EdgeRuntime:
     model between frames and keeps the old one if the new one fails. Timings: ``timer.as_dict()``::
 
         runtime = EdgeRuntime(load_edge_config("config.ini"), source="demo/")
-        install_signal_handlers(runtime)
         counts = runtime.run(max_frames=100)
     """
+
+    bundle: Bundle = property(lambda self: self.model.bundle)  # type: ignore[assignment]
+    classifier: Any = property(lambda self: self.model.classifier)
+    reloads: int = property(lambda self: self.model.reloads)  # type: ignore[assignment]
+    reload_failures: int = property(lambda self: self.model.reload_failures)  # type: ignore[assignment]
 
     def __init__(self, config: EdgeConfig, *, source: str | None = None, model: str | Path | None = None,
                  pin_factory: Any = None, notifier: SystemdNotifier | None = None,
                  source_opener: Callable[[], FrameSource] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time) -> None:
-        self.config, self.model_location = config, model
+        self.config = config
         self.source_spec = source or config.camera.source
         self.notifier = notifier if notifier is not None else SystemdNotifier()
         self._clock, self._wall_clock = clock, wall_clock
         self.timer, self.counts = StageTimer(), Counter()
-        self.reloads = self.reload_failures = 0
         self._stop, self._reload = threading.Event(), threading.Event()
         self._closed, self._last_status = False, float("-inf")
         self.outputs: list[Output] = []
         self.watchdog: SourceWatchdog | None = None
         self.detector = build_detector(config.detector)
-        self.model_problem: str | None = None  # set while a fallback model runs; shown in STATUS=
-        self.bundle, self.classifier = self.load_model_at_start()
+        self.model = LiveModel(config, model)
         self.status = build_status(config, STAGES)  # what the [http] status page shows; None when off
         try:
             self.outputs = build_outputs(config, pin_factory)
-            if self.status is not None:  # last: /metrics shows the other outputs' numbers
+            if self.status is not None:  # last, so its /metrics shows the other outputs' numbers
                 self.outputs.append(StatusPageOutput(config.http, self.status, peers=list(self.outputs)))
             opener = source_opener or (lambda: open_source(self.source_spec, config.camera))
-            self.watchdog = SourceWatchdog(
-                opener, stall_seconds=config.camera.stall_seconds,
-                max_restarts_per_minute=config.camera.max_restarts_per_minute,
-                heartbeat=Heartbeat(heartbeat_path(config.counts.state_dir)), clock=clock,
-                sleep=self._stop.wait)  # a sleep SIGTERM cuts short
+            self.watchdog = SourceWatchdog.for_camera(  # its sleeps are cut short by SIGTERM
+                opener, config.camera, Heartbeat(heartbeat_path(config.counts.state_dir)), clock=clock,
+                sleep=self._stop.wait)
         except BaseException:
             self.close()
             raise
         self.stills = self.watchdog.source is not None and self.watchdog.source.stills
-        self.tracker = self._make_tracker()
-
-    def _make_tracker(self) -> Tracker:
-        c = self.config.classifier
-        tracker = Tracker(self.config.tracking, reject_label=c.reject_label, min_confidence=c.min_confidence)
         if self.stills:
-            # Unrelated photos: nothing to follow or vote across, each face is judged on its own.
             log.info("%s: still images, each face counted from its own frame", self.source_spec)
-            return tracker.with_config(vote_frames=1, min_votes=1)
-        return tracker
-
-    def load_model(self) -> tuple[Bundle, Any]:
-        """Load and verify the bundle named by ``resolve_model`` and build its classifier."""
-        return load_model(self.config, resolve_model(self.config, self.model_location))
-
-    def load_model_at_start(self) -> tuple[Bundle, Any]:
-        """The deployed model, falling back to the previous or built-in one (see ``load_start_model``)."""
-        start = load_start_model(self.config, self.model_location or self.config.classifier.model)
-        self._started_from, self.model_problem = start.deployed, start.problem
-        return start.bundle, start.classifier
+        self.tracker = Tracker.for_source(config, stills=self.stills)
 
     def run(self, max_frames: int | None = None) -> dict[str, int]:
         """The frame loop; closes everything on the way out and returns this run's counts."""
         self.notifier.ready(self.status_line())
         log.info("%s: running with model %s (%s)", self.source_spec, self.bundle.directory,
                  self.bundle.sha256[:12])
-        if self._deployed_since_start():
+        if self.model.deployed_since_start():
             log.info("model: a bundle was deployed while starting; loading it")
             self.request_reload()
         try:
@@ -122,13 +104,6 @@ class EdgeRuntime:
         finally:
             self.close()
         return dict(self.counts)
-
-    def _deployed_since_start(self) -> bool:
-        """True when ``current`` moved after this process chose its model (a deploy during start-up)."""
-        if self.model_location or self.config.classifier.model:
-            return False
-        now = current_bundle_dir(self.config.counts.state_dir)
-        return now is not None and now != self._started_from
 
     def capture(self) -> np.ndarray | None:
         """The next frame through the watchdog (which reopens a stalled source)."""
@@ -194,7 +169,7 @@ class EdgeRuntime:
 
     def problems(self) -> list[str]:
         """What is wrong but not fatal (a fallback model, counts kept only in memory); [] when healthy."""
-        found = [self.model_problem] if self.model_problem else []
+        found = [self.model.problem] if self.model.problem else []
         return found + [o.degraded for o in self.outputs if getattr(o, "degraded", None)]
 
     def request_reload(self) -> None:
@@ -205,18 +180,7 @@ class EdgeRuntime:
         """Load the model again (a new bundle may have been deployed); keep the old one on failure."""
         self._reload.clear()
         self.notifier.reloading(self._clock)
-        try:
-            bundle, classifier = self.load_model()
-        except Exception as exc:  # whatever a bad bundle does, the running model stays
-            self.reload_failures += 1
-            log.error("reload: keeping model %s: %s", self.bundle.directory, exc)
-            ok = False
-        else:
-            self.bundle, self.classifier = bundle, classifier
-            self.model_problem = None
-            self.reloads += 1
-            log.info("reload: now using model %s (%s)", bundle.directory, bundle.sha256[:12])
-            ok = True
+        ok = self.model.reload()
         self.notifier.ready(self.status_line())
         return ok
 
@@ -235,11 +199,3 @@ class EdgeRuntime:
             self.watchdog.close()
         log.info("timings: %s", self.timer.as_dict()["ms_per_frame"])
         self.notifier.close()
-
-
-def install_signal_handlers(runtime: EdgeRuntime) -> dict[int, Any]:
-    """SIGHUP reloads the model, SIGTERM and SIGINT stop the loop; returns the previous handlers."""
-    handlers = {signal.SIGHUP: lambda *_: runtime.request_reload(),
-                signal.SIGTERM: lambda *_: runtime.stop(),
-                signal.SIGINT: lambda *_: runtime.stop()}
-    return {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}

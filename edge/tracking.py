@@ -8,7 +8,7 @@ import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from .config import TrackingConfig
+from .config import EdgeConfig, TrackingConfig
 from .geometry import iou
 from .preprocess import Box
 
@@ -74,6 +74,14 @@ class Tracker:
         tracker = Tracker(config.tracking, reject_label="not_face")
         events = tracker.update(observations, now=time.monotonic(), wall_time=time.time())
     """
+
+    @classmethod
+    def for_source(cls, config: EdgeConfig, *, stills: bool = False) -> Tracker:
+        """The gate's tracker; for still images (unrelated photos: nothing to follow or vote across)
+        each face is judged on its own."""
+        c = config.classifier
+        tracker = cls(config.tracking, reject_label=c.reject_label, min_confidence=c.min_confidence)
+        return tracker.with_config(vote_frames=1, min_votes=1) if stills else tracker
 
     def __init__(self, config: TrackingConfig, *, reject_label: str = "not_face",
                  min_confidence: float = 0.0) -> None:

@@ -15,7 +15,7 @@ from maskipy.edge.config import DetectorConfig
 from maskipy.edge.detectors import build_detector
 from maskipy.edge.detectors.haar import HaarDetector
 from maskipy.edge.detectors.ssd import DETECTOR_MODELS, SsdDetector, SsdFaceModel, load_ssd_model, ssd_anchors
-from maskipy.edge.errors import ModelError
+from maskipy.edge.errors import ConfigError, ModelError
 from maskipy.edge.geometry import iou, nms
 from maskipy.edge.preprocess import read_image, whole_image_box
 
@@ -133,7 +133,7 @@ def test_a_corrupt_model_file_is_refused(tmp_path):
 
 
 def test_an_unknown_model_name_lists_the_bundled_ones():
-    with pytest.raises(ModelError, match=r"blazeface-bak: no such detector model; use one of "
+    with pytest.raises(ConfigError, match=r"blazeface-bak: no such detector model; use one of "
                                          r"blazeface-back, blazeface-full, blazeface-short"):
         SsdDetector(replace(SSD, ssd_models=("blazeface-bak",)))
 

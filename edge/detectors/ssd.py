@@ -19,7 +19,7 @@ import numpy as np
 from ..bundle import verify_sha256
 from ..classifier.interpreter import load_interpreter
 from ..config import DetectorConfig
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..geometry import apply_framing, clip_box, nms
 from .base import Detection, non_max_suppression
 
@@ -67,7 +67,7 @@ def resolve_detector_model(name: str) -> Path:
     if bundled.is_dir():
         return bundled
     known = sorted(p.parent.name for p in DETECTOR_MODELS.glob("*/model.json"))
-    raise ModelError(f"[detector] ssd_models: {name}: no such detector model; use one of "
+    raise ConfigError(f"[detector] ssd_models: {name}: no such detector model; use one of "
                      f"{', '.join(known)} or a directory holding model.tflite and model.json")
 
 
@@ -112,7 +112,7 @@ class SsdFaceModel:
         self.interpreter, self.runtime = load_interpreter(model.path, num_threads, "")
         self.size = input_size or model.input_size
         if self.size % max(model.strides):
-            raise ModelError(f"[detector] ssd_input_size = {input_size}: must be a multiple of "
+            raise ConfigError(f"[detector] ssd_input_size = {input_size}: must be a multiple of "
                              f"{max(model.strides)} for {model.name}")
         if self.size != model.input_size:
             index = self.interpreter.get_input_details()[0]["index"]
@@ -181,7 +181,7 @@ class SsdDetector:
 
     def __init__(self, config: DetectorConfig) -> None:
         if not config.ssd_models:
-            raise ModelError("[detector] ssd_models: empty; name at least one, e.g. blazeface-back")
+            raise ConfigError("[detector] ssd_models: empty; name at least one, e.g. blazeface-back")
         self.config = config
         self.models = [SsdFaceModel(load_ssd_model(name), config.num_threads, config.ssd_input_size)
                        for name in config.ssd_models]

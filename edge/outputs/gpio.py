@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..tracking import CountEvent, Track
+from .alert import AlertHold
 from .base import Output
 
 
@@ -30,9 +31,9 @@ class LedAlert(Output):
                  clock: Callable[[], float] = time.monotonic) -> None:
         from gpiozero import LED
 
-        self.alert_classes, self.ok_classes = frozenset(alert_classes), frozenset(ok_classes)
-        self.hold_seconds, self._clock = hold_seconds, clock
-        self._last = {"ok": float("-inf"), "alert": float("-inf")}
+        self.holds = {"ok": AlertHold(ok_classes, hold_seconds),
+                      "alert": AlertHold(alert_classes, hold_seconds)}
+        self._clock = clock
         self.leds: dict[str, Any] = {}
         try:
             for role, pin in (("ok", ok_pin), ("alert", alert_pin)):
@@ -45,13 +46,9 @@ class LedAlert(Output):
 
     def on_frame(self, tracks: Sequence[Track], frame: np.ndarray) -> None:
         now = self._clock()
-        labels = {track.label for track in tracks if track.label is not None}
-        if labels & self.ok_classes:
-            self._last["ok"] = now
-        if labels & self.alert_classes:
-            self._last["alert"] = now
+        lit = {role: hold.update(tracks, now) for role, hold in self.holds.items()}
         for role, led in self.leds.items():
-            if now - self._last[role] <= self.hold_seconds:
+            if lit[role]:
                 led.on()
             else:
                 led.off()

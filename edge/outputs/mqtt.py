@@ -16,6 +16,7 @@ import numpy as np
 from ..config import MqttConfig
 from ..errors import OutputError
 from ..tracking import CountEvent, Track
+from .alert import AlertHold
 from .base import Output
 from .hass import OFFLINE, ONLINE, GateTopics
 from .spool import Spool
@@ -273,7 +274,8 @@ class MqttOutput(Output):
                  alert_classes: Iterable[str], hold_seconds: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config, self.topics = config, GateTopics.from_config(config)
-        self.alert_classes, self.hold_seconds, self._clock = frozenset(alert_classes), hold_seconds, clock
+        # The same hold as the alert LED, so the alert does not flicker between frames.
+        self.alert_hold, self._clock = AlertHold(alert_classes, hold_seconds), clock
         spool = Spool(Path(state_dir) / SPOOL_FILE, max_events=config.queue_max_events)
         try:
             client = build_client(config, self.topics)
@@ -284,7 +286,7 @@ class MqttOutput(Output):
         if len(spool):
             log.info("%s: %d events queued from before; they go out when the broker answers",
                      spool.path, len(spool))
-        self._alert, self._last_alert = False, float("-inf")
+        self._alert = False
         self._frames, self._fps_since = 0, clock()
         self._closed = False
         self.sender.thread.start()
@@ -303,10 +305,7 @@ class MqttOutput(Output):
     def on_frame(self, tracks: Sequence[Track], frame: np.ndarray) -> None:
         now = self._clock()
         self._frames += 1
-        if any(track.label in self.alert_classes for track in tracks):
-            self._last_alert = now
-        # The same hold as the alert LED, so the alert does not flicker between frames.
-        alert = now - self._last_alert <= self.hold_seconds
+        alert = self.alert_hold.update(tracks, now)
         if alert != self._alert:
             self._alert = alert
             self.sender.inbox.put(("state", (self.topics.alert, "ON" if alert else "OFF")))

@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from ..errors import OutputError
+from ..errors import StateLockError
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +41,14 @@ class StateLock:
                     # Nothing can be written there, by this gate or a second one: run, counting in memory.
                     log.warning("%s: cannot create the lock file (%s); running unlocked", self.path, exc)
                     return self
-                raise OutputError(f"{self.path}: cannot create the lock file ({exc}); set [counts] "
+                raise StateLockError(f"{self.path}: cannot create the lock file ({exc}); set [counts] "
                                   f"state_dir or --state-dir to a writable place") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
-            raise OutputError(f"{self.path.parent}: another maskipy-edge run (pid {holder}) already uses "
+            raise StateLockError(f"{self.path.parent}: another maskipy-edge run (pid {holder}) already uses "
                               f"this state directory; stop it (sudo systemctl stop maskipy-edge) or "
                               f"give this one its own --state-dir") from None
         try:  # who holds it, for the second gate's message; a full disk only loses that hint

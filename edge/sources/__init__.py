@@ -8,20 +8,17 @@ from typing import Any
 from ..config import CameraConfig
 from ..errors import CameraError
 from .base import FrameSource
+from .opencv import is_stream, parse_device  # cv2 itself is imported only when a source opens
 
 __all__ = ["FrameSource", "open_source", "source_kind"]
-
-_STREAMS = ("rtsp://", "rtsps://", "http://", "https://")
 
 
 def source_kind(spec: str) -> str:
     """Which module handles ``spec``: picamera2, opencv or folder."""
-    from .opencv import parse_device
-
     text = spec.strip()
     if text.lower() == "picamera2" or text.lower().startswith("picamera2:"):
         return "picamera2"
-    if parse_device(text) is not None or text.lower().startswith(_STREAMS):
+    if parse_device(text) is not None or is_stream(text):
         return "opencv"
     return "folder" if Path(text).expanduser().is_dir() else "opencv"
 
@@ -57,6 +54,4 @@ def open_source(spec: str, config: Any) -> FrameSource:
 
 def parse_url(spec: str) -> bool:
     """Whether ``spec`` is a network stream URL or device (left untouched by path expansion)."""
-    from .opencv import parse_device
-
-    return spec.lower().startswith(_STREAMS) or parse_device(spec) is not None
+    return is_stream(spec) or parse_device(spec) is not None

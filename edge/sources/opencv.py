@@ -14,7 +14,8 @@ from .base import FrameSource
 log = logging.getLogger(__name__)
 
 _DEVICE = re.compile(r"^(?:/dev/video)?(\d+)$")
-_STREAM = ("rtsp://", "rtsps://", "http://", "https://")
+# URLs OpenCV (FFmpeg) opens as network streams; open_source sends them here untouched.
+STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
 # FFmpeg otherwise waits 30 s per read of a stream that stopped answering, and forever to open one.
 STREAM_OPEN_TIMEOUT_MS = 10_000
 STREAM_READ_TIMEOUT_MS = 5_000
@@ -24,6 +25,11 @@ def parse_device(spec: str) -> int | None:
     """The device index of ``2`` or ``/dev/video2``; None for files and URLs."""
     match = _DEVICE.match(spec.strip())
     return int(match.group(1)) if match else None
+
+
+def is_stream(spec: str) -> bool:
+    """Whether ``spec`` is a network stream URL."""
+    return spec.strip().lower().startswith(STREAM_PREFIXES)
 
 
 class OpenCVSource(FrameSource):
@@ -41,7 +47,7 @@ class OpenCVSource(FrameSource):
 
         super().__init__(spec)
         self.device = parse_device(spec)
-        self.is_stream = spec.lower().startswith(_STREAM)
+        self.is_stream = is_stream(spec)
         self.is_file = self.device is None and not self.is_stream
         self.loop = loop
         if self.is_file and not Path(spec).is_file():

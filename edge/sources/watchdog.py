@@ -6,9 +6,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from ..config import CameraConfig
 from ..errors import CameraError
 from ..service.heartbeat import Heartbeat
 from .base import FrameSource
@@ -53,6 +55,13 @@ class SourceWatchdog:
         self.source: FrameSource | None = self._first_open()
         self.name = self.source.name
         self._last_frame = clock()
+
+    @classmethod
+    def for_camera(cls, opener: Callable[[], FrameSource], camera: CameraConfig, heartbeat: Heartbeat,
+                   **timing: Any) -> SourceWatchdog:
+        """A watchdog with ``[camera]``'s stall and restart limits (``timing``: clock, sleep, ...)."""
+        return cls(opener, stall_seconds=camera.stall_seconds,
+                   max_restarts_per_minute=camera.max_restarts_per_minute, heartbeat=heartbeat, **timing)
 
     def _first_open(self) -> FrameSource:
         done, source = self._call.poll(self._opener, self.open_timeout)
