@@ -20,6 +20,7 @@ __all__ = ["DETECTOR_TYPES", "Detection", "Detector", "build_detector", "non_max
 # type -> (module in this package, class): the config's ``type`` choices come from here.
 _PLUGINS: dict[str, tuple[str, str]] = {
     "ssd": ("ssd", "SsdDetector"),
+    "yunet": ("yunet", "YunetDetector"),  # cv2.FaceDetectorYN: OpenCV >= 4.8
     "haar": ("haar", "HaarDetector"),
 }
 DETECTOR_TYPES = tuple(_PLUGINS)

@@ -13,13 +13,17 @@ from ..preprocess import Box
 
 @dataclass(frozen=True)
 class Detection:
-    """A face box in full-frame pixels and the detector's evidence for it (Haar neighbour count)."""
+    """A face box in full-frame pixels and the detector's evidence for it (Haar neighbour count).
+
+    ``landmarks``: the detector's face points in full-frame pixels, where it gives them (YuNet:
+    right eye, left eye, nose tip, right and left mouth corners; BlazeFace: right eye, left eye,
+    nose tip, mouth, right and left ear tragion); None for Haar. What alignment or a nose-region
+    crop would use.
+    """
 
     box: Box
     score: float
     source: str = ""
-    # (x, y) keypoints in frame pixels where the detector gives them (eyes, nose, mouth), else None:
-    # what alignment or a nose-region crop would use.
     landmarks: tuple[tuple[float, float], ...] | None = None
 
 
