@@ -10,4 +10,6 @@ Around the loop: config/ (the INI schema), classifier/live.py (the model in use,
 service/ (systemd, heartbeat, pid file, lock), swap/ (install-time bundle checks and swaps), cli.py.
 """
 
+# The version of maskipy, the one place it is set: setup.cfg reads it, and so do --version and MQTT
+# discovery (cli_runner.package_version).
 __version__ = "0.1.0"

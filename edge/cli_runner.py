@@ -32,13 +32,13 @@ INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 
 def package_version() -> str:
-    """The installed maskipy's version, or a note saying it runs from an uninstalled checkout."""
-    from importlib.metadata import PackageNotFoundError, version
+    """maskipy's version: ``maskipy.edge.__version__``, which setup.cfg reads too (one source of truth).
 
-    try:
-        return version(PACKAGE)
-    except PackageNotFoundError:
-        return "(not installed: pip install -e .)"
+    The running code's own version, so an uninstalled checkout or a stale editable install reports it too.
+    """
+    from . import __version__
+
+    return __version__
 
 
 def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import NoReturn
@@ -174,3 +175,42 @@ def wait_for(condition, timeout: float = 20.0, interval: float = 0.01) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+class Tmpfs:
+    """A small tmpfs mounted at ``path``; ``fill()`` uses up its space, ``readonly(flag)`` remounts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.filler = path / "filler"
+
+    def fill(self) -> None:
+        with open(self.filler, "ab", buffering=0) as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 4096)
+                    handle.flush()
+            except OSError:
+                pass
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def readonly(self, flag: bool) -> None:
+        subprocess.run(["mount", "-o", f"remount,{'ro' if flag else 'rw'}", str(self.path)], check=True)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 64 KiB tmpfs (a ``Tmpfs``), or None where the sandbox cannot mount (no CAP_SYS_ADMIN)."""
+    path = tmp_path / "small"
+    path.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)],
+                            capture_output=True)
+    if result.returncode != 0:
+        yield None
+        return
+    try:
+        yield Tmpfs(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -30,12 +30,9 @@ CLOSE_GRACE_SECONDS = 2.0
 
 
 def _version() -> str:
-    from importlib import metadata
+    from ..cli_runner import package_version
 
-    try:
-        return metadata.version("maskipy")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    return package_version()
 
 
 def build_client(config: MqttConfig, topics: GateTopics, *, probe: bool = False) -> Any:

@@ -1,0 +1,111 @@
+"""An operator's worst week, bad bundles: a bad model never bricks the gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from faults_helpers import gate
+
+from maskipy.edge.bundle import current_bundle_dir, previous_bundle_dir
+
+
+@pytest.fixture
+def installed(tmp_path, default_bundle):
+    """A state dir with the default model as ``previous`` and a re-stamped copy of it as ``current``."""
+    import shutil
+
+    from maskipy.edge.swap import cli as swap
+
+    state = tmp_path / "state"
+    swap.install_bundle(default_bundle, state, notify=False)
+    newer = tmp_path / "newer"
+    shutil.copytree(default_bundle, newer)
+    meta = json.loads((newer / "model.json").read_text())
+    (newer / "model.json").write_text(json.dumps({**meta, "created_at": "2026-03-15T00:00:00+00:00"}))
+    swap.install_bundle(newer, state, notify=False)
+    return state, current_bundle_dir(state), previous_bundle_dir(state)
+
+
+def corrupt(bundle: Path) -> None:
+    (bundle / "model.tflite").write_bytes(b"not a model")
+
+
+def test_corrupt_current_model_falls_back_to_previous_loudly(installed, scene_frames, caplog):
+    state, current, previous = installed
+    corrupt(current)
+    runtime = gate(state, scene_frames[:2])
+    try:
+        assert runtime.bundle.directory == previous
+        assert runtime.problems() and runtime.status_line().startswith("DEGRADED (fallback to the previous")
+        assert "FALLBACK" in caplog.text
+    finally:
+        runtime.close()
+
+
+def test_corrupt_current_and_previous_fall_back_to_the_built_in_model(installed, scene_frames):
+    from maskipy.edge.bundle import DEFAULT_BUNDLE
+
+    state, current, previous = installed
+    corrupt(current)
+    (previous / "model.json").write_text('{"labels": [1, 2]}')  # non-string labels
+    runtime = gate(state, scene_frames[:2])
+    try:
+        assert runtime.bundle.directory == DEFAULT_BUNDLE
+        assert "built-in" in runtime.status_line()
+    finally:
+        runtime.close()
+
+
+def test_reload_keeps_the_running_model_whatever_the_new_one_does(installed, scene_frames, monkeypatch):
+    from maskipy.edge.classifier import load as modelload
+
+    state, current, _ = installed
+    runtime = gate(state, scene_frames[:2])
+    try:
+        meta = json.loads((current / "model.json").read_text())
+        (current / "model.json").write_text(json.dumps({**meta, "labels": [0, 1, 2, 3]}))
+        assert runtime.reload_model() is False and runtime.bundle.directory == current
+
+        def unreadable(path, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        (current / "model.json").write_text(json.dumps(meta))
+        monkeypatch.setattr("maskipy.edge.bundle.sha256_file", unreadable)  # what the service user sees
+        assert runtime.reload_model() is False
+        monkeypatch.undo()
+        def broken(*args):
+            raise RuntimeError("an interpreter that falls over")
+
+        monkeypatch.setattr(modelload, "build_classifier", broken)
+        assert runtime.reload_model() is False and runtime.reload_failures == 3
+    finally:
+        runtime.close()
+
+
+def test_a_deploy_during_start_up_is_loaded(installed, scene_frames):
+    from maskipy.edge.swap import cli as swap
+
+    state, _, previous = installed
+    runtime = gate(state, scene_frames[:3])
+    # The deploy lands after the model was chosen but before the loop (and its SIGHUP handler) runs.
+    swap.rollback(state, notify=False)
+    runtime.run()
+    assert runtime.bundle.directory == previous and runtime.reloads == 1
+
+
+@pytest.mark.parametrize("meta", [{"labels": [1, 2, 3, 4]}, {"model": {"sha256": 5}}, "[]"])
+def test_run_with_a_bad_model_json_is_a_clean_error(tmp_path, default_bundle, scenes_dir, capsys, meta):
+    import shutil
+
+    from maskipy.edge.cli import main
+
+    bad = tmp_path / "bad"
+    shutil.copytree(default_bundle, bad)
+    saved = json.loads((bad / "model.json").read_text())
+    body = meta if isinstance(meta, str) else json.dumps({**saved, **meta})
+    (bad / "model.json").write_text(body)
+    code = main(["run", "--model", str(bad), "--source", str(scenes_dir), "--state-dir", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("maskipy-edge: error: ") and "model.json" in err
