@@ -6,7 +6,7 @@ The policy, the same for each command:
 - user errors (a missing file, a bad config value, a model that fails its checks) print one line,
   ``maskipy-X: error: <problem and fix>``, and exit 1; ``DEBUG=1`` prints the traceback too;
 - Ctrl-C prints ``maskipy-X: interrupted`` and exits 130, without a traceback;
-- ``--version`` prints ``maskipy-X <version of the installed maskipy package>``.
+- ``--version`` prints ``maskipy-X <maskipy.edge.__version__>`` (the one place the version is set).
 
 A command is a parser and a function of the parsed arguments that returns an exit code::
 
@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 from .errors import MaskipyError
 from .service.journal import stderr_is_journal
 
-PACKAGE = "maskipy"
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 

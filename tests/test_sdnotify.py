@@ -77,7 +77,7 @@ def test_watchdog_interval_from_environment():
 
 def test_frame_loop_sends_ready_then_watchdog_and_stops_pinging_when_the_loop_itself_hangs(
         notify_socket, bundle_dir, scene_frames, tmp_path, monkeypatch):
-    """A hung camera is the watchdog's to recover (tests/test_faults.py); a hung loop is systemd's."""
+    """A hung camera is the watchdog's to recover (tests/test_faults_stalls.py); a hung loop is systemd's."""
     from maskipy.edge.config import load_edge_config
     from maskipy.edge.runtime import EdgeRuntime
     from maskipy.edge.sources.replay import ReplaySource

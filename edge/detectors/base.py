@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from ..geometry import contains_centre, iou
 from ..preprocess import Box
+
+# The bundled detector models, a directory each (the SSDs' model.tflite, YuNet's model.onnx).
+DETECTOR_MODELS = Path(__file__).resolve().parent.parent / "models" / "detectors"
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,10 @@ from ..classifier.interpreter import load_interpreter
 from ..config import DetectorConfig
 from ..errors import ConfigError, ModelError
 from ..geometry import apply_framing, clip_box, nms
-from .base import Detection, non_max_suppression
+from .base import DETECTOR_MODELS, Detection, non_max_suppression
 
 log = logging.getLogger(__name__)
 
-DETECTOR_MODELS = Path(__file__).resolve().parent.parent / "models" / "detectors"
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,10 @@ from ..bundle import sha256_file
 from ..config import DetectorConfig
 from ..errors import ConfigError, ModelError
 from ..geometry import apply_framing, clip_box
-from .base import Detection
+from .base import DETECTOR_MODELS, Detection
 
 log = logging.getLogger(__name__)
 
-DETECTOR_MODELS = Path(__file__).resolve().parent / "models" / "detectors"
 MIN_OPENCV = (4, 8)
 # Most faces YuNet reports in one frame (its top_k); a gate sees a handful.
 TOP_K = 200
