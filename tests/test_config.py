@@ -24,7 +24,7 @@ def write(tmp_path: Path, text: str) -> Path:
     ("[camra]\nfps = 10\n", r"\[camra\]: unknown section; known sections: "),
     ("[camera]\nloop = maybe\n", r"\[camera\] loop = maybe: not valid; use yes or no"),
     ("[detector]\ntype = dnn\n",
-     r"\[detector\] type = dnn: unknown value 'dnn'; use one of ssd, yunet, haar"),
+     r"\[detector\] type = dnn: unknown value 'dnn'; use one of yunet, ssd, haar"),
     ("[outputs]\ndevices = led, siren\n", r"devices = led, siren: unknown value 'siren'"),
     ("[outputs]\nalert_classes = hat\n",
      r"\[outputs\] alert_classes = hat: hat not in \[classifier\] labels"),

@@ -25,7 +25,7 @@ MASKED_FACE = "faces/properly_masked/mfn-00012_Mask.jpg"
 # A real photo of a mask worn under the nose, and a real scene photo as the background.
 REAL_IMPROPER = "realworld-photos/improperly_masked"
 BACKGROUND = "scenes/without_mask/test1.jpg"
-SSD = DetectorConfig()
+SSD = DetectorConfig(type="ssd")
 
 
 def _image(shared_data: Path, relative: str) -> np.ndarray:
@@ -56,7 +56,7 @@ def test_nms_keeps_the_strongest_of_overlapping_boxes():
     assert kept.tolist() == [1, 2]
 
 
-def test_default_detector_is_the_ssd_and_finds_a_clear_face(shared_data):
+def test_the_ssd_detector_finds_a_clear_face(shared_data):
     frame = _image(shared_data, CLEAR_FACE)
     detector = build_detector(SSD)
     assert isinstance(detector, SsdDetector)

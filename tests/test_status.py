@@ -150,7 +150,7 @@ def test_a_real_run_fills_frames_stages_model_and_camera(gate, default_bundle):
     assert snap["frames"]["total"] == snap["frames"]["inferred"] == 10
     assert snap["today_total"] == sum(runtime.counts.values()) > 0
     assert snap["model"]["sha256"] == runtime.bundle.sha256 and snap["model"]["reloads"] == 0
-    assert snap["model"]["created_at"] and snap["detector"]["type"] == "ssd"
+    assert snap["model"]["created_at"] and snap["detector"]["type"] == "yunet"
     assert snap["camera"]["reopens_total"] == 0 and snap["health"] == "ok"
     histograms = runtime.status.stage_histograms()
     assert set(histograms) == set(STAGES)

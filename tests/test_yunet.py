@@ -52,9 +52,10 @@ def test_bundled_models_carry_licence_source_sha256_and_measured_framing(name, l
     assert 1.05 < model.framing[2] < 1.4 and "faces" in model.metadata["framing_measured_on"]
 
 
-def test_registered_and_configurable():
+def test_registered_configurable_and_the_default():
     assert "yunet" in DETECTOR_TYPES
     assert isinstance(build_detector(DetectorConfig(type="yunet")), YunetDetector)
+    assert isinstance(build_detector(DetectorConfig()), YunetDetector)
 
 
 def test_finds_the_masked_faces_of_a_real_scene_with_five_landmarks_each(shared_data):

@@ -33,11 +33,11 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Face detector plug-in: an SSD face model (TFLite) or OpenCV Haar cascades (the seed's detector)."""
+    """Face detector plug-in: YuNet (OpenCV), an SSD face model (TFLite) or Haar cascades (the seed's)."""
 
-    type: str = setting("ssd", "detector plug-in: ssd (TFLite BlazeFace models, finds masked faces), "
-                        "yunet (OpenCV's YuNet through cv2.FaceDetectorYN, needs opencv-python >= 4.8) or "
-                        "haar (OpenCV cascades, the seed's detector)", choices=DETECTOR_TYPES)
+    type: str = setting("yunet", "detector plug-in: yunet (OpenCV's YuNet through cv2.FaceDetectorYN, "
+                        "finds the most masked faces; needs opencv-python >= 4.8), ssd (TFLite BlazeFace "
+                        "models) or haar (OpenCV cascades, the seed's detector)", choices=DETECTOR_TYPES)
     ssd_models: tuple[str, ...] = setting(
         ("blazeface-back",), "ssd: detector models, bundled (blazeface-back, blazeface-short, "
         "blazeface-full) or paths to model directories; several are merged by NMS")

@@ -2,7 +2,7 @@
 
 Each plug-in is a class built once from the ``[detector]`` section with a ``detect(frame)`` method
 returning ``Detection``s in full-frame pixels, framed alike whichever detector found them. A plug-in's
-module is imported only when it is asked for, so the TFLite runtime loads only for the SSD::
+module is imported only when it is asked for (the TFLite runtime only for the SSD)::
 
     detector = build_detector(config.detector)
     faces = detector.detect(frame)
@@ -19,8 +19,8 @@ __all__ = ["DETECTOR_TYPES", "Detection", "Detector", "build_detector", "non_max
 
 # type -> (module in this package, class): the config's ``type`` choices come from here.
 _PLUGINS: dict[str, tuple[str, str]] = {
+    "yunet": ("yunet", "YunetDetector"),  # the default; cv2.FaceDetectorYN: OpenCV >= 4.8
     "ssd": ("ssd", "SsdDetector"),
-    "yunet": ("yunet", "YunetDetector"),  # cv2.FaceDetectorYN: OpenCV >= 4.8
     "haar": ("haar", "HaarDetector"),
 }
 DETECTOR_TYPES = tuple(_PLUGINS)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..bundle import Bundle
-from ..config import EdgeConfig
+from ..config import DetectorConfig, EdgeConfig
 from ..outputs.counts import EVENTS_FILE, TOTALS_FILE, read_recent_events
 from ..outputs.totals import day_of, read_totals
 from ..sources.watchdog import SourceWatchdog
@@ -151,8 +151,7 @@ class GateStatus:
                           "quantization": bundle.metadata.get("quantization")}
         self.model.update(reloads=runtime.reloads, reload_failures=runtime.reload_failures)
         detector = runtime.config.detector
-        self.detector = {"type": detector.type, "cascades": list(detector.cascades),
-                         "eye_cascades": list(detector.eye_cascades),
+        self.detector = {"type": detector.type, "models": detector_models(detector),
                          "every_n_frames": detector.every_n_frames}
 
     def _refresh_camera(self, runtime: GateView) -> None:
@@ -233,6 +232,15 @@ def build_status(config: EdgeConfig, stages: Iterable[str]) -> GateStatus | None
     status = GateStatus(config.classifier.labels, recent=config.http.recent, stages=stages)
     status.restore(config.counts.state_dir)
     return status
+
+
+def detector_models(detector: DetectorConfig) -> list[str]:
+    """What the configured detector runs: its model names, or its cascades for Haar."""
+    if detector.type == "yunet":
+        return [detector.yunet_model]
+    if detector.type == "ssd":
+        return list(detector.ssd_models)
+    return [*detector.cascades, *(f"eyes: {c}" for c in detector.eye_cascades)]
 
 
 def health(camera: Mapping[str, Any]) -> str:
