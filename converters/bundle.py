@@ -15,6 +15,7 @@ import numpy as np
 
 from maskipy.edge.bundle import META_FILE, MODEL_FILE, load_bundle
 from maskipy.edge.classifier.tflite import TFLiteClassifier
+from maskipy.edge.swap.validate import GOLDEN_TOLERANCE, golden_crop
 
 BUNDLE_FORMAT = "maskipy-bundle/1"
 LICENCE_NOTE = ("Trained on images under non-commercial licences (MaskedFace-Net/FFHQ: CC BY-NC-SA "
@@ -44,10 +45,8 @@ def golden(directory: Path, seed: int = 0) -> dict[str, Any]:
     """Expected output for a seeded random crop: a deploy checks the model still answers the same."""
     bundle = load_bundle(directory)
     classifier = TFLiteClassifier(bundle, num_threads=1)
-    size = bundle.crop_spec.size
-    crop = np.random.default_rng(seed).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
-    probs = classifier.scores(crop)
-    return {"seed": seed, "probabilities": np.round(probs, 5).tolist(), "tolerance": 0.05}
+    probs = classifier.scores(golden_crop(bundle.crop_spec.size, seed))
+    return {"seed": seed, "probabilities": np.round(probs, 5).tolist(), "tolerance": GOLDEN_TOLERANCE}
 
 
 def write_bundle(directory: Path, tflite: bytes, labels: list[str], crop: dict[str, Any],

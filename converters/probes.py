@@ -13,8 +13,8 @@ from pathlib import Path
 from maskipy.edge.bundle import load_bundle
 from maskipy.edge.classifier.probes import candidate_images, check_probes, make_probes
 from maskipy.edge.classifier.tflite import TFLiteClassifier
-from maskipy.edge.cli_runner import report_error
-from maskipy.edge.errors import MaskipyError, ModelError
+from maskipy.edge.cli_runner import run_command
+from maskipy.edge.errors import ModelError
 
 from .bundle import update_metadata
 
@@ -33,17 +33,22 @@ def add_probes(directory: Path, data_dir: Path) -> str:
     return check_probes(classifier, load_bundle(directory))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m maskipy.converters.probes", description=__doc__)
     parser.add_argument("directory", type=Path, help="bundle directory (model.tflite + model.json)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help=f"the shared data folder (default {DEFAULT_DATA})")
-    args = parser.parse_args(argv)
-    try:
-        print(f"{args.directory}: {add_probes(args.directory, args.data)}")
-    except MaskipyError as exc:
-        return report_error("probes", exc)
+    return parser
+
+
+def probes_command(args: argparse.Namespace) -> int:
+    print(f"{args.directory}: {add_probes(args.directory, args.data)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m maskipy.converters.probes DIR``; returns the exit code."""
+    return run_command("probes", build_parser(), probes_command, argv)
 
 
 if __name__ == "__main__":

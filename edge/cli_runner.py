@@ -54,8 +54,13 @@ def report_error(prog: str, exc: BaseException, hint: str = "") -> int:
     """
     if os.environ.get("DEBUG", "") not in ("", "0"):
         traceback.print_exception(exc)
+    return print_error(prog, f"{exc}{hint}")
+
+
+def print_error(prog: str, message: str) -> int:
+    """Print ``prog: error: message`` to stderr and return exit code 1; for a failure that is no exception."""
     # <3>: journald files the line as an error, so `journalctl -p err` shows it.
-    print(f"{'<3>' if stderr_is_journal() else ''}{prog}: error: {exc}{hint}", file=sys.stderr)
+    print(f"{'<3>' if stderr_is_journal() else ''}{prog}: error: {message}", file=sys.stderr)
     return 1
 
 

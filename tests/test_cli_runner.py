@@ -95,3 +95,47 @@ def test_interrupt_and_bugs(capsys) -> None:
 
     with pytest.raises(ZeroDivisionError):
         run_command("maskipy-x", parser, bug, [])
+
+
+def test_print_error_carries_the_journal_priority(capsys, monkeypatch) -> None:
+    """A failure that is no exception (a reload that did not happen) is reported the same way."""
+    from maskipy.edge import cli_runner
+
+    assert cli_runner.print_error("maskipy-x", "installed v2, but no reload") == 1
+    assert capsys.readouterr().err == "maskipy-x: error: installed v2, but no reload\n"
+    monkeypatch.setattr(cli_runner, "stderr_is_journal", lambda: True)
+    assert cli_runner.print_error("maskipy-x", "installed v2, but no reload") == 1
+    assert capsys.readouterr().err == "<3>maskipy-x: error: installed v2, but no reload\n"
+
+
+# The converters' module scripts (python -m maskipy.converters.X): not console scripts, the same policy.
+# name its errors carry: (module, name --version prints, argv with a mistake to fix, function to interrupt)
+MODULE_SCRIPTS = {
+    "probes": ("maskipy.converters.probes", "python -m maskipy.converters.probes",
+               lambda absent: [absent], "add_probes"),
+    "detector_models": ("maskipy.converters.detector_models", "detector_models",
+                        lambda absent: ["--wheel", absent], "import_model"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODULE_SCRIPTS))
+def test_module_scripts_follow_the_policy(name: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    module_name, prog, bad_argv, work = MODULE_SCRIPTS[name]
+    module = importlib.import_module(module_name)
+    with pytest.raises(SystemExit) as done:
+        module.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"{prog} {version('maskipy')}"
+
+    monkeypatch.delenv("DEBUG", raising=False)
+    absent = str(tmp_path / "absent")
+    assert module.main(bad_argv(absent)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{name}: error: ") and absent in err and "Traceback" not in err, err
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, work, interrupted)
+    assert module.main(bad_argv(absent)) == INTERRUPTED
+    assert capsys.readouterr().err == f"{name}: interrupted\n"

@@ -62,6 +62,18 @@ def test_golden_output_is_reproduced_by_another_runtime(tiny_bundle: Path):
     assert probs.sum() == pytest.approx(1.0, abs=0.02)
 
 
+def test_one_golden_crop_recipe_for_the_converter_and_the_deploy():
+    """Bundles already out there hold answers to these exact pixels: the recipe must never drift."""
+    from maskipy.converters import bundle as converter_bundle
+    from maskipy.edge.swap import validate
+
+    assert converter_bundle.golden_crop is validate.golden_crop
+    crop = validate.golden_crop(64, seed=3)
+    assert crop.shape == (1, 64, 64, 3) and crop.dtype == np.uint8
+    np.testing.assert_array_equal(
+        crop, np.random.default_rng(3).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8))
+
+
 def test_stored_parity_is_what_a_new_measurement_gives(tiny_bundle: Path, tiny_training: Path):
     """model.json's parity block, measured again from the files: the held-out crops, the saved Keras
     model and the bundle in a fresh interpreter."""

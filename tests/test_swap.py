@@ -252,3 +252,35 @@ def test_cli_errors_are_one_line_and_return_codes(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert err.startswith("maskipy-edge: error:") and "Traceback" not in err
     assert swap.main(["frobnicate"]) == 2  # argparse usage error, returned rather than raised
+
+
+def test_cli_version_through_both_entry_points(capsys: pytest.CaptureFixture[str]) -> None:
+    """``maskipy-edge bundle --version`` answers as every maskipy command does, and returns 0."""
+    from importlib.metadata import version
+
+    from maskipy.edge.cli import main as edge_main
+
+    assert swap.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"maskipy-edge bundle {version('maskipy')}"
+    assert edge_main(["bundle", "--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"maskipy-edge bundle {version('maskipy')}"
+
+
+def test_cli_ctrl_c_exits_130_without_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(state_dir: Path) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(swap, "bundle_status", interrupted)
+    assert swap.main(["status", "--state-dir", str(tmp_path / "state")]) == 130
+    assert capsys.readouterr().err == "maskipy-edge: interrupted\n"
+
+
+def test_cli_errors_carry_the_journal_priority(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under systemd (stderr is the journal) an error line starts with <3>: `journalctl -p err` shows it."""
+    from maskipy.edge import cli_runner
+
+    monkeypatch.setattr(cli_runner, "stderr_is_journal", lambda: True)
+    assert swap.main(["validate", str(tmp_path / "nowhere")]) == 1
+    assert capsys.readouterr().err.startswith("<3>maskipy-edge: error:")

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli_runner import report_error
+from ..cli_runner import print_error, run_command
 from ..config import load_edge_config
 from ..errors import MaskipyError
 from .install import bundle_status, install_bundle, rollback
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Do the parsed ``bundle`` subcommand; returns the exit code (1: installed, but the reload failed)."""
     config = load_edge_config(args.config or (SERVICE_CONFIG if SERVICE_CONFIG.is_file() else None))
     labels, reject = config.classifier.labels, config.classifier.reject_label
     state_dir = getattr(args, "state_dir", None) or (
@@ -63,9 +64,7 @@ def run(args: argparse.Namespace) -> int:
         result = rollback(state_dir, labels, reject)
     print(result.describe())
     if not result.reload_ok:
-        print(f"maskipy-edge: error: {result.action} {result.current.name}, but {result.reload}",
-              file=sys.stderr)
-        return 1
+        return print_error("maskipy-edge", f"{result.action} {result.current.name}, but {result.reload}")
     return 0
 
 
@@ -75,13 +74,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["bundle"]:
         args_list = args_list[1:]
     try:
-        return run(build_parser().parse_args(args_list))
-    except SystemExit as exc:  # argparse: usage errors and --help; a dispatcher wants a code
+        # OSError too: a bundle or state dir that is missing or not writable is the operator's to fix.
+        return run_command("maskipy-edge", build_parser(), run, args_list, errors=(MaskipyError, OSError),
+                           hint=_permission_hint)
+    except SystemExit as exc:  # argparse: usage errors, --help, --version; a dispatcher wants a code
         return exc.code if isinstance(exc.code, int) else 1
-    except (MaskipyError, OSError) as exc:
-        hint = ("; run as the service user (sudo -u maskipy) or fix the state dir's owner"
-                if isinstance(exc, PermissionError) else "")
-        return report_error("maskipy-edge", exc, hint)
+
+
+def _permission_hint(exc: BaseException) -> str:
+    return ("; run as the service user (sudo -u maskipy) or fix the state dir's owner"
+            if isinstance(exc, PermissionError) else "")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,19 @@ from ..errors import ModelError
 if TYPE_CHECKING:  # the interpreter is imported only when a bundle is validated
     from ..classifier.tflite import TFLiteClassifier
 
+# One number for both sides: the tolerance maskipy-convert stores with a golden answer, and the one
+# a deploy assumes for a model.json that names none.
+GOLDEN_TOLERANCE = 0.05
+
+
+def golden_crop(size: int, seed: int = 0) -> np.ndarray:
+    """The golden crop: seeded uniform noise, one ``size`` x ``size`` RGB uint8 crop in a batch of one.
+
+    maskipy-convert stores the model's answer to it in model.json and a deploy checks the answer
+    again, so both sides must make the very same pixels; this is the one recipe (converters import it).
+    """
+    return np.random.default_rng(seed).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+
 
 @dataclass(frozen=True)
 class Validation:
@@ -40,7 +53,7 @@ def _golden(bundle: Bundle) -> tuple[int, np.ndarray | None, float]:
         return 0, None, 0.0
     try:
         return (int(golden["seed"]), np.asarray(golden["probabilities"], dtype=np.float32),
-                float(golden.get("tolerance", 0.05)))
+                float(golden.get("tolerance", GOLDEN_TOLERANCE)))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelError(f"{bundle.json_path}: invalid golden field ({exc}); "
                          f"re-run maskipy-convert") from None
@@ -53,10 +66,8 @@ def check_golden(classifier: TFLiteClassifier, bundle: Bundle) -> float | None:
     is refused here rather than in the service.
     """
     seed, expected, tolerance = _golden(bundle)
-    size = bundle.crop_spec.size
-    crop = np.random.default_rng(seed).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
     try:
-        probs = classifier.scores(crop)
+        probs = classifier.scores(golden_crop(bundle.crop_spec.size, seed))
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{bundle.model_path}: inference failed ({exc}); re-run maskipy-convert") from None
     if not np.all(np.isfinite(probs)):
