@@ -38,8 +38,9 @@ class CameraConfig:
 class DetectorConfig:
     """Face detector plug-in: an SSD face model (TFLite) or OpenCV Haar cascades (the seed's detector)."""
 
-    type: str = setting("ssd", "detector plug-in: ssd (TFLite BlazeFace models, finds masked faces) or "
-                        "haar (OpenCV cascades, the seed's detector)", choices=("ssd", "haar"))
+    type: str = setting("ssd", "detector plug-in: ssd (TFLite BlazeFace models, finds masked faces), "
+                        "yunet (OpenCV's YuNet through cv2.FaceDetectorYN, needs opencv-python >= 4.8) or "
+                        "haar (OpenCV cascades, the seed's detector)", choices=("ssd", "yunet", "haar"))
     ssd_models: tuple[str, ...] = setting(
         ("blazeface-back",), "ssd: detector models, bundled (blazeface-back, blazeface-short, "
         "blazeface-full) or paths to model directories; several are merged by NMS")
@@ -52,6 +53,13 @@ class DetectorConfig:
                                   "256 px for blazeface-back); larger finds smaller faces at the square "
                                   "of the cost", low=0, high=1024)
     num_threads: int = setting(2, "ssd: TFLite interpreter threads", low=1, high=8)
+    yunet_model: str = setting("yunet-n", "yunet: detector model, bundled (yunet-n, yunet-s) or a path to a "
+                               "model directory (model.onnx, model.json)")
+    yunet_long_side: int = setting(320, "yunet: run on a copy of the frame scaled down to this long side "
+                                   "(0: full frame); smaller is faster and finds fewer small faces",
+                                   low=0, high=4096)
+    yunet_min_score: float = setting(0.0, "yunet: smallest face score to report (0: the model's measured "
+                                     "default, model.json default_score)", low=0.0, high=0.99)
     cascades: tuple[str, ...] = setting(
         ("frontalface_default",), "cascade names from cv2.data (frontalface_default, "
         "frontalface_alt2, profileface, ...) or paths to cascade XML files")

@@ -21,11 +21,17 @@ FrameView = Callable[[int, float], tuple[np.ndarray, int, float]]
 
 @dataclass(frozen=True)
 class Detection:
-    """A face box in full-frame pixels and the detector's evidence for it (Haar neighbour count)."""
+    """A face box in full-frame pixels and the detector's evidence for it (Haar neighbour count).
+
+    ``landmarks``: the detector's face points in full-frame pixels, where it gives them (YuNet:
+    right eye, left eye, nose tip, right and left mouth corners; BlazeFace: right eye, left eye,
+    nose tip, mouth, right and left ear tragion); None for Haar.
+    """
 
     box: Box
     score: float
     source: str = ""
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
 
 def iou(a: Box, b: Box) -> float:
@@ -276,13 +282,20 @@ def _ssd_detector(config: DetectorConfig) -> Detector:
     return SsdDetector(config)
 
 
+def _yunet_detector(config: DetectorConfig) -> Detector:
+    from .yunet import YunetDetector  # cv2.FaceDetectorYN is checked only when YuNet is asked for
+
+    return YunetDetector(config)
+
+
 class Detector(Protocol):
     """What the frame loop needs of a detector plug-in."""
 
     def detect(self, frame: np.ndarray) -> list[Detection]: ...
 
 
-DETECTORS: dict[str, Callable[[DetectorConfig], Detector]] = {"haar": HaarDetector, "ssd": _ssd_detector}
+DETECTORS: dict[str, Callable[[DetectorConfig], Detector]] = {"haar": HaarDetector, "ssd": _ssd_detector,
+                                                               "yunet": _yunet_detector}
 
 
 def build_detector(config: DetectorConfig) -> Detector:
