@@ -160,6 +160,13 @@ class SsdFaceModel:
     def detect(self, frame_bgr: np.ndarray, min_score: float, iou_threshold: float
                ) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (N, 4 as x0, y0, x1, y1 in frame pixels) and scores, strongest first."""
+        boxes, scores, _ = self.detect_with_keypoints(frame_bgr, min_score, iou_threshold)
+        return boxes, scores
+
+    def detect_with_keypoints(self, frame_bgr: np.ndarray, min_score: float, iou_threshold: float
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As ``detect``, with each box's keypoints (N, K, 2 as x, y in frame pixels; BlazeFace's
+        six: right eye, left eye, nose tip, mouth, right and left ear tragion)."""
         import cv2
 
         size = self.size
@@ -178,17 +185,21 @@ class SsdFaceModel:
         # Compare logits, not probabilities: no sigmoid over every anchor per frame.
         keep = np.flatnonzero(logits > np.log(min_score / (1.0 - min_score)))
         if keep.size == 0:
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        raw = self.interpreter.get_tensor(self._boxes)[0, keep, :4] / size
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 0, 2), np.float32)
+        regressors = self.interpreter.get_tensor(self._boxes)[0, keep]
+        raw = regressors[:, :4] / size
         centres = raw[:, :2] + self.anchors[keep]
+        # The regressors after the box are keypoint offsets from the anchor centre, like the box's.
+        points = regressors[:, 4:4 + 2 * ((regressors.shape[1] - 4) // 2)].reshape(len(keep), -1, 2)
+        points = ((points / size + self.anchors[keep][:, None, :]) * size - [pad_x, pad_y]) / scale
         half = raw[:, 2:4] / 2
         boxes = np.concatenate([centres - half, centres + half], axis=1) * size
         boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
         scores = 1.0 / (1.0 + np.exp(-logits[keep]))
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        boxes, scores = boxes[valid], scores[valid]
+        boxes, scores, points = boxes[valid], scores[valid], points[valid]
         order = nms(boxes, scores, iou_threshold)
-        return boxes[order], scores[order]
+        return boxes[order], scores[order], points[order]
 
 
 class SsdDetector:
@@ -222,13 +233,15 @@ class SsdDetector:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         found: list[Detection] = []
         for face_model in self.models:
-            boxes, scores = face_model.detect(frame, self.config.min_score, self.config.nms_threshold)
+            boxes, scores, points = face_model.detect_with_keypoints(frame, self.config.min_score,
+                                                                     self.config.nms_threshold)
             framing = face_model.model.framing if self.config.calibrate_boxes else (0.0, 0.0, 1.0)
-            for (x0, y0, x1, y1), score in zip(boxes, scores, strict=True):
+            for (x0, y0, x1, y1), score, marks in zip(boxes, scores, points, strict=True):
                 framed = apply_framing((x0, y0, x1 - x0, y1 - y0), framing)
                 if framed[2] < self.config.min_face:
                     continue
                 clipped = clip_box(framed, frame.shape)
                 if clipped is not None:
-                    found.append(Detection(clipped, float(score), face_model.model.name))
+                    found.append(Detection(clipped, float(score), face_model.model.name,
+                                           tuple((float(x), float(y)) for x, y in marks)))
         return non_max_suppression(found, self.config.nms_threshold) if len(self.models) > 1 else found
