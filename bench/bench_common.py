@@ -103,7 +103,7 @@ def provenance() -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     models = {"classifier:default": sha256_file(DEFAULT_BUNDLE / MODEL_FILE)}
-    for path in sorted(DETECTOR_MODELS.glob("*/model.tflite")):
+    for path in sorted([*DETECTOR_MODELS.glob("*/model.tflite"), *DETECTOR_MODELS.glob("*/model.onnx")]):
         models[f"detector:{path.parent.name}"] = sha256_file(path)
     return {"commit": commit, "models": models}
 
