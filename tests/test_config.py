@@ -24,7 +24,7 @@ def write(tmp_path: Path, text: str) -> Path:
     ("[camera]\nfsp = 10\n", r"\[camera\] fsp = 10: unknown key; did you mean 'fps'\?"),
     ("[camra]\nfps = 10\n", r"\[camra\]: unknown section; known sections: "),
     ("[camera]\nloop = maybe\n", r"\[camera\] loop = maybe: not valid; use yes or no"),
-    ("[detector]\ntype = dnn\n", r"\[detector\] type = dnn: unknown value 'dnn'; use one of ssd, haar"),
+    ("[detector]\ntype = dnn\n", r"\[detector\] type = dnn: unknown value 'dnn'; use one of ssd, yunet, haar"),
     ("[outputs]\ndevices = led, siren\n", r"devices = led, siren: unknown value 'siren'"),
     ("[outputs]\nalert_classes = hat\n",
      r"\[outputs\] alert_classes = hat: hat not in \[classifier\] labels"),
