@@ -64,7 +64,7 @@ def resolve_detector_model(name: str) -> Path:
     bundled = DETECTOR_MODELS / name
     if bundled.is_dir():
         return bundled
-    known = sorted(p.parent.name for p in DETECTOR_MODELS.glob("*/model.json"))
+    known = sorted(p.parent.name for p in DETECTOR_MODELS.glob("*/model.tflite"))
     raise ModelError(f"[detector] ssd_models: {name}: no such detector model; use one of "
                      f"{', '.join(known)} or a directory holding model.tflite and model.json")
 
