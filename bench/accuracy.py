@@ -11,14 +11,12 @@ trained on; properly or improperly masked counts as with_mask), as crops and wit
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import REPO, report_and_save
+from bench_common import REPO, bench_main, provenance, repo_relative
 
 from maskipy.edge.bundle import DEFAULT_BUNDLE
 from maskipy.edge.config import load_edge_config
@@ -59,6 +57,7 @@ def training_crops_row(evaluator: Evaluator, config_path: Path, source: str) -> 
 
 
 def run(model: str, config_path: Path, two_class_limit: int = 0, edge_config: Path | None = None) -> dict:
+    record = provenance(model, "given" if model != str(DEFAULT_BUNDLE) else "default")
     crops = Evaluator(model, None, crop_margin=0.2)
     detect = Evaluator(model, load_edge_config(edge_config).detector, crop_margin=0.2)
     train_config, _ = load_train_config(config_path)
@@ -76,9 +75,9 @@ def run(model: str, config_path: Path, two_class_limit: int = 0, edge_config: Pa
         "realworld-2class (crops)": evaluate(crops, two_class, parse_label_map(TWO_CLASS_MAP)),
         "realworld-2class (detected)": evaluate(detect, two_class, parse_label_map(TWO_CLASS_MAP)),
     }
-    return {"model": str(model), "edge_config": str(edge_config) if edge_config else "defaults",
-            "date": datetime.date.today().isoformat(),
-            "machine": f"{platform.machine()} {platform.python_version()}", "rows": rows}
+    return {"model": repo_relative(Path(model).resolve()),
+            "edge_config": repo_relative(edge_config) if edge_config else "defaults", "rows": rows,
+            "provenance": record}
 
 
 def table(result: dict) -> str:
@@ -92,19 +91,18 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=str(DEFAULT_BUNDLE))
     parser.add_argument("--config", type=Path, default=REPO / "converters" / "default-model.ini")
     parser.add_argument("--two-class-limit", type=int, default=0, help="subsample realworld-2class")
     parser.add_argument("--edge-config", type=Path, default=None,
                         help="edge INI whose [detector] the detected rows use (default: the defaults)")
-    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "accuracy.json")
-    args = parser.parse_args(argv)
-    result = run(args.model, args.config, args.two_class_limit, args.edge_config)
-    report_and_save(result, "accuracy.py", argv, args.json, lambda r: print(table(r)))
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return bench_main(__file__, __doc__, add_arguments,
+                      lambda a: run(a.model, a.config, a.two_class_limit, a.edge_config),
+                      lambda r: print(table(r)), argv)
 
 
 if __name__ == "__main__":

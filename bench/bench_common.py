@@ -1,13 +1,16 @@
-"""Shared helpers of the bench scripts: models, bundles, statistics, tables and JSON."""
+"""Shared helpers of the bench scripts: bench_main, provenance, models, bundles, statistics, tables, JSON."""
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,49 +66,106 @@ def write_json(path: str | Path, data: dict[str, Any]) -> Path:
     return path
 
 
+def git_commit(root: Path = REPO) -> tuple[str, bool]:
+    """The checked-out commit and whether code that can change a measurement has uncommitted changes.
+
+    Only edge, trainer, converters and bench (not its results) count: a result or README edit does
+    not make a measurement dirty. Outside a git checkout: ``("unknown", False)``.
+    """
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "edge", "trainer",
+                    "converters", "bench", ":!bench/results")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+    return commit, bool(dirty)
+
+
+def repo_relative(value: str | Path) -> str:
+    """An absolute path as seen from the repository root (``../shared/...`` beside it); else unchanged."""
+    text = str(value)
+    if not os.path.isabs(text):
+        return text
+    path = Path(os.path.normpath(text))
+    for base in (REPO, REPO.parent):
+        if path.is_relative_to(base):
+            return os.path.relpath(path, REPO)
+    return text
+
+
 def command_line(script: str, argv: Sequence[str] | None) -> str:
-    """How to rerun this bench script with these arguments (recorded in its JSON)."""
-    return " ".join(["python", f"bench/{script}", *(argv or sys.argv[1:])])
+    """How to rerun this bench script with these arguments, paths relative to the repository root."""
+    args = []
+    for arg in argv if argv is not None else sys.argv[1:]:
+        key, sep, value = arg.partition("=")
+        args.append(f"{key}={repo_relative(value)}" if sep and key.startswith("--") else repo_relative(arg))
+    return " ".join(["python", f"bench/{script}", *args])
+
+
+def provenance(bundle: str | Path | None = None, origin: str = "",
+               files: Mapping[str, str | Path] | None = None) -> dict[str, Any]:
+    """The commit, machine and models a result was measured with (README numbers quote these files).
+
+    ``bundle`` is the classifier bundle the bench actually loaded (``origin`` says how it was chosen),
+    ``files`` any other model file it read (e.g. a Keras model); every shipped detector model is
+    listed too. Call it where the bench resolves its models, before measuring.
+    """
+    from maskipy.edge.bundle import load_bundle, sha256_file
+    from maskipy.edge.detectors.ssd import DETECTOR_MODELS
+
+    commit, dirty = git_commit()
+    models: dict[str, dict[str, str]] = {}
+    if bundle is not None:
+        models["classifier"] = {"path": repo_relative(Path(bundle).resolve()), "origin": origin,
+                                "sha256": load_bundle(bundle).sha256}
+    for name, path in (files or {}).items():
+        models[name] = {"path": repo_relative(Path(path).resolve()), "sha256": sha256_file(Path(path))}
+    for path in sorted(DETECTOR_MODELS.glob("*/model.tflite")):
+        models[f"detector:{path.parent.name}"] = {"path": repo_relative(path), "sha256": sha256_file(path)}
+    return {"commit": commit, "dirty": dirty, "date": datetime.datetime.now().astimezone().isoformat(
+        timespec="seconds"), "machine": machine_info(), "models": models}
 
 
 def report_and_save(result: dict[str, Any], script: str, argv: Sequence[str] | None,
-                    json_path: str | Path, print_report: Any) -> Path:
-    """Record the command line, print the report, write the JSON: the end of every bench script."""
+                    json_path: str | Path, print_report: Callable[[dict[str, Any]], None]) -> Path:
+    """Record the command line (``command``, beside ``provenance``), print the report, write the JSON.
+
+    Raises ValueError when ``result`` has no provenance: a result that cannot say what it measured
+    is not written.
+    """
+    record = result.get("provenance")
+    if not isinstance(record, dict) or not record.get("commit") or "models" not in record:
+        raise ValueError(f"{script}: the result has no provenance (commit and models); call "
+                         f"bench_common.provenance() with the bundle the bench loaded")
     result["command"] = command_line(script, argv)
-    result.setdefault("provenance", provenance())
     print_report(result)
     path = write_json(json_path, result)
-    print(f"\nwrote {path}")
+    print(f"\nwrote {repo_relative(path.resolve())}")
     return path
 
 
-def provenance() -> dict[str, Any]:
-    """The commit and the models a result was measured with (README numbers quote these files).
+def bench_main(script: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+               run: Callable[[argparse.Namespace], dict[str, Any]],
+               print_report: Callable[[dict[str, Any]], None], argv: Sequence[str] | None = None,
+               exit_code: Callable[[dict[str, Any]], int] | None = None) -> int:
+    """Every bench script's main: its arguments plus ``--json``, run, print, write; the exit code.
 
-    ``commit`` ends in ``+dirty`` when code (edge, trainer, converters, bench) had uncommitted
-    changes; ``models`` maps the
-    shipped classifier bundle and each bundled detector model to its sha256.
+    ``script`` is the script's ``__file__``; ``run`` returns the result with its ``provenance()``.
     """
-    import subprocess
-
-    from maskipy.edge.bundle import DEFAULT_BUNDLE, MODEL_FILE, sha256_file
-    from maskipy.edge.detectors.ssd import DETECTOR_MODELS
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        # Only code that can change a measurement counts: not results, docs or the README.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "edge",
-                                "trainer", "converters", "bench", ":!bench/results"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        commit += "+dirty" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    models = {"classifier:default": sha256_file(DEFAULT_BUNDLE / MODEL_FILE)}
-    for path in sorted(DETECTOR_MODELS.glob("*/model.tflite")):
-        models[f"detector:{path.parent.name}"] = sha256_file(path)
-    return {"commit": commit, "models": models}
+    name = Path(script).stem
+    parser = argparse.ArgumentParser(prog=name, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.add_argument("--json", type=Path, default=RESULTS / f"{name}.json",
+                        help=f"where to write the JSON (default: bench/results/{name}.json)")
+    args = parser.parse_args(argv)
+    result = run(args)
+    report_and_save(result, f"{name}.py", argv, args.json, print_report)
+    return exit_code(result) if exit_code else 0
 
 
 def machine_info() -> dict[str, Any]:

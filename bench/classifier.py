@@ -15,12 +15,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import (
-    RESULTS,
+    bench_main,
     calibration_crops,
     format_table,
     load_seed_model,
-    machine_info,
-    report_and_save,
+    provenance,
+    repo_relative,
     resolve_bundle,
     summarize,
     tensorflow_available,
@@ -139,10 +139,16 @@ def run_benchmark(*, runs: int = 200, bundle: Path | None = None, float_model: s
     floats = float_bundle(float_model)
     if floats is not None:
         models["float32"] = floats
+    seed_origin = "given"
+    if seed_model is None and tensorflow_available():
+        seed_model, seed_origin = load_seed_model()
+    # The Keras model is a file only when the trainer wrote one; else it is built here (no sha256).
+    files = {"keras": seed_origin} if Path(seed_origin).is_absolute() and Path(seed_origin).is_file() else {}
+    if floats is not None:
+        files["float32"] = floats / "model.tflite"
+    record = provenance(int8_path, origin, files)
     crop = calibration_crops(1)[0]
     rows = [*bench_tflite(models, crop, runs), bench_shipped(int8_path, crop, runs)]
-    if seed_model is None and tensorflow_available():
-        seed_model = load_seed_model()[0]
     paired = None
     if seed_model is not None:
         rows += bench_keras(seed_model, crop, runs)
@@ -156,9 +162,10 @@ def run_benchmark(*, runs: int = 200, bundle: Path | None = None, float_model: s
     else:
         print("keras: not installed (tensorflow missing)")
         rows.append({"runtime": "keras", "status": "not installed"})
-    return {"benchmark": "classifier", "machine": machine_info(), "runs": runs, "warm_up": WARM_UP,
-            "models": {k: str(v) for k, v in models.items()}, "int8_origin": origin, "rows": rows,
-            "speedup": speedups(rows, paired)}
+    return {"benchmark": "classifier", "runs": runs, "warm_up": WARM_UP,
+            "models": {k: repo_relative(v) for k, v in models.items()}, "int8_origin": origin,
+            "keras_model": repo_relative(seed_origin) if seed_model is not None else None, "rows": rows,
+            "speedup": speedups(rows, paired), "provenance": record}
 
 
 def _median(rows: list[dict[str, Any]], **match: Any) -> float | None:
@@ -197,19 +204,17 @@ def print_report(result: dict[str, Any]) -> None:
               f"median {paired['median']}× (range {paired['min']}-{paired['max']}×)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run, print, write JSON; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="classifier", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="20 runs instead of 200")
     parser.add_argument("--runs", type=int, default=200, help="timed runs per row (after warm-up)")
     parser.add_argument("--model", help="int8 bundle directory (default: the shipped default)")
     parser.add_argument("--float-model", help="float32 bundle directory (default: convert the seed model)")
-    parser.add_argument("--json", default=str(RESULTS / "classifier.json"), help="where to write JSON")
-    args = parser.parse_args(argv)
-    result = run_benchmark(runs=20 if args.quick else args.runs, bundle=args.model,
-                           float_model=args.float_model)
-    report_and_save(result, "classifier.py", argv, args.json, print_report)
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run, print, write JSON; returns the exit code."""
+    return bench_main(__file__, __doc__.splitlines()[0], add_arguments, lambda a: run_benchmark(
+        runs=20 if a.quick else a.runs, bundle=a.model, float_model=a.float_model), print_report, argv)
 
 
 if __name__ == "__main__":

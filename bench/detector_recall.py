@@ -1,6 +1,6 @@
 """Face-detector recall, false positives and speed for several [detector] configurations, side by side.
 
-    python bench/detector_recall.py [--data ../shared/data] [--per-class N] [--json OUT]
+    python bench/detector_recall.py [--data ../shared/data] [--per-class N] [--verify BUNDLE] [--json OUT]
 
 What is measured, per configuration:
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import sys
 import time
 from collections.abc import Iterable
@@ -40,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import command_line, machine_info, provenance
+from bench_common import DATA, bench_main, provenance, repo_relative
 
 from maskipy.edge.config import DetectorConfig
 from maskipy.edge.detectors import Detection, build_detector
@@ -286,37 +285,45 @@ def print_table(results: dict[str, dict[str, float]]) -> None:
                                              for key, _ in verified))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run every configuration in CONFIGS (or --configs) on one seeded sample; print and save."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+def config_names(text: str) -> list[str]:
+    """``--configs a,b``: names from CONFIGS (empty: all of them)."""
+    names = [n for n in text.split(",") if n] or list(CONFIGS)
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown config {unknown}; known: {', '.join(CONFIGS)}")
+    return names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--per-class", type=int, default=50,
                         help="images per class and set (7 x N + 10 images in all; keep it <= 55 on a "
                              "shared machine)")
-    parser.add_argument("--configs", default="", help="comma-separated names from CONFIGS (default: all)")
-    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--configs", type=config_names, default=list(CONFIGS),
+                        help="comma-separated names from CONFIGS (default: all)")
     parser.add_argument("--verify", type=Path, default=None, metavar="BUNDLE",
                         help="also count boxes after this bundle's not_face check, as the edge does")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Every configuration in ``args.configs`` on one seeded sample."""
     cv2.setNumThreads(2)  # as the edge runs: OpenCV and the TFLite detector both get 2 threads
-    names = [n for n in args.configs.split(",") if n] or list(CONFIGS)
-    unknown = [n for n in names if n not in CONFIGS]
-    if unknown:
-        print(f"detector_recall: error: unknown config {unknown}; known: {', '.join(CONFIGS)}",
-              file=sys.stderr)
-        return 1
+    # Only --verify loads a classifier; without it the provenance names none.
+    record = provenance(args.verify, "given") if args.verify else provenance()
     samples = load_samples(args.data, args.per_class)
     verifier = Verifier(args.verify) if args.verify else None
-    results = {name: evaluate(CONFIGS[name], samples, verifier) for name in names}
-    print_table(results)
-    if args.json:
-        payload = {"seed": SEED, "per_class": args.per_class, "scene_faces": SCENE_FACES,
-                   "verified_with": str(args.verify) if args.verify else None, "results": results,
-                   "configs": {name: dataclasses.asdict(CONFIGS[name]) for name in names},
-                   "command": command_line("detector_recall.py", argv), "provenance": provenance(),
-                   "machine": machine_info()}
-        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    return 0
+    results = {name: evaluate(CONFIGS[name], samples, verifier) for name in args.configs}
+    return {"seed": SEED, "per_class": args.per_class, "scene_faces": SCENE_FACES,
+            "verified_with": repo_relative(args.verify.resolve()) if args.verify else None,
+            "results": results,
+            "configs": {name: dataclasses.asdict(CONFIGS[name]) for name in args.configs},
+            "provenance": record}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every configuration in CONFIGS (or --configs) on one seeded sample; print and save."""
+    return bench_main(__file__, __doc__.splitlines()[0], add_arguments, run,
+                      lambda result: print_table(result["results"]), argv)
 
 
 if __name__ == "__main__":

@@ -33,11 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_frames
 from bench_common import (
-    RESULTS,
+    bench_main,
     load_seed_model,
-    machine_info,
     provenance,
-    report_and_save,
+    repo_relative,
     resolve_bundle,
     tensorflow_available,
 )
@@ -246,6 +245,9 @@ def run_benchmark(*, frames: int = 20, scenes: int = 2, scene_frames: int = 10,
     seed_origin = "given"
     if seed_model is None:
         seed_model, seed_origin = load_seed_model()
+    seed_file = Path(seed_origin)
+    record = provenance(bundle_path, bundle_origin,
+                        {"keras": seed_file} if seed_file.is_absolute() and seed_file.is_file() else None)
     kinds = [k for k in FRAME_TYPES if k.name in (types or DEFAULT_TYPES)]
     streams = {k.name: build_streams(k, len(bench_frames.scene_photos()) if k.size is None else scenes,
                                      scene_frames if k.size is None else frames, backdrop=backdrop)
@@ -262,14 +264,15 @@ def run_benchmark(*, frames: int = 20, scenes: int = 2, scene_frames: int = 10,
         counting = time_to_count(count_grid, count_scenes, count_frames, backdrop, bundle_path, Path(tmp),
                                  first)
     reference = haar_reference_ms([decode(s.frames[0][0])[0] for v in streams.values() for s in v])
-    return {"benchmark": "edge_pipeline", "machine": machine_info(), "provenance": provenance(),
+    return {"benchmark": "edge_pipeline", "provenance": record,
             "settings": {"frames_per_scene": frames, "scenes_per_type": scenes,
                          "frames_per_scene_photo": scene_frames, "match_iou": MATCH_IOU,
                          "backgrounds": backdrop, "entry_spread_frames": ENTRY_SPREAD,
                          "stream_fps": STREAM_FPS},
             "seed": {"model": seed_origin, "detector": "haar frontalface_default, full resolution, "
                      "scaleFactor 1.1, minNeighbors 5", "classifier": "keras model.predict per face"},
-            "edge": {"bundle": str(bundle_path), "bundle_origin": bundle_origin, "config": config},
+            "edge": {"bundle": repo_relative(Path(bundle_path).resolve()), "bundle_origin": bundle_origin,
+                     "config": config},
             "models": models, "runs": runs, "skipped_variants": skipped, "haar_320_reference_ms": reference,
             "background_own_faces": {name: [len(s.ignore) for s in v] for name, v in streams.items()},
             "frame_types": {k.name: report_type(k, tallies[k.name]) for k in kinds},
@@ -334,8 +337,7 @@ def bars(result: dict[str, Any], kind: str = "640x480_1face") -> dict[str, Any]:
     return out
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="edge_pipeline", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="8 frames per scene, 1 scene per type")
     parser.add_argument("--frames", type=int, default=20, help="consecutive frames per composed scene")
     parser.add_argument("--scenes", type=int, default=2, help="composed scenes per frame type")
@@ -352,17 +354,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--option", action="append", type=parse_option, default=[],
                         help="also time the edge with these config changes, e.g. every_n_frames=3 "
                              "(repeatable; section.key for other sections)")
-    parser.add_argument("--json", default=str(RESULTS / "edge_pipeline.json"), help="where to write JSON")
-    return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run, print the table, write the JSON; returns the exit code."""
-    args = parse_args(argv)
-    if not tensorflow_available():
-        print("edge_pipeline: tensorflow not installed: the seed's Keras pipeline cannot run here; "
-              "pip install tensorflow (or run on a workstation)", file=sys.stderr)
-        return 1
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The comparison the arguments ask for, with its bars and Pi estimate."""
     frames, scenes, photo_frames = (8, 1, 3) if args.quick else (args.frames, args.scenes, 10)
     count_scenes, count_frames = (3, 12) if args.quick else (args.count_scenes, 24)
     variants = {**({} if args.no_variants else VARIANTS), **dict(args.option)}
@@ -372,8 +367,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                            count_scenes=count_scenes, count_frames=count_frames)
     result["bars"] = bars(result)
     result["pi_estimate"] = pi_estimate(result)
-    report_and_save(result, "edge_pipeline.py", argv, args.json, print_report)
-    return 0
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run, print the table, write the JSON; returns the exit code."""
+    if not tensorflow_available():
+        print("edge_pipeline: tensorflow not installed: the seed's Keras pipeline cannot run here; "
+              "pip install tensorflow (or run on a workstation)", file=sys.stderr)
+        return 1
+    return bench_main(__file__, __doc__.splitlines()[0], add_arguments, run, print_report, argv)
 
 
 if __name__ == "__main__":

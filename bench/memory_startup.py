@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import DATA, RESULTS, format_table, machine_info, report_and_save, resolve_bundle
+from bench_common import DATA, bench_main, format_table, provenance, repo_relative, resolve_bundle
 
 RSS_BAR_MB = 250.0
 FIRST_DECISION_BAR_S = 3.0
@@ -84,6 +84,7 @@ def run_benchmark(*, runs: int = 3, source: Path | None = None, bundle: Path | N
                   max_frames: int | None = None) -> dict[str, Any]:
     """``runs`` cold starts; worst RSS and median start-up against the bars."""
     model, origin = resolve_bundle(bundle)
+    record = provenance(model, origin)
     source = source or DATA / "scenes"
     if not Path(source).is_dir():
         raise SystemExit(f"{source}: no such folder; pass --source a folder of photos with faces")
@@ -91,14 +92,17 @@ def run_benchmark(*, runs: int = 3, source: Path | None = None, bundle: Path | N
     decisions = [r["first_decision_s"] for r in results if r["first_decision_s"] is not None]
     peak = max(r["peak_rss_mb"] for r in results)
     first = round(statistics.median(decisions), 3) if decisions else None
-    return {"benchmark": "memory_startup", "machine": machine_info(), "source": str(source),
-            "bundle": str(model), "bundle_origin": origin, "command": edge_command(
-                Path(source), model, Path("STATE"), max_frames), "runs": results,
+    # The child's command line as one would type it: python, repo-relative paths.
+    child = ["python", *map(repo_relative, edge_command(Path(source).resolve(), Path(model).resolve(),
+                                                         Path("STATE"), max_frames)[1:])]
+    return {"benchmark": "memory_startup", "source": repo_relative(Path(source).resolve()),
+            "edge_command": child, "runs": results,
             "peak_rss_mb": peak, "first_decision_s": first,
             "bars": {"peak_rss_mb": RSS_BAR_MB, "rss_ok": peak <= RSS_BAR_MB,
                      "first_decision_s": FIRST_DECISION_BAR_S,
                      "first_decision_ok": first is not None and first <= FIRST_DECISION_BAR_S,
-                     "all_exit_zero": all(r["exit_code"] == 0 for r in results)}}
+                     "all_exit_zero": all(r["exit_code"] == 0 for r in results)},
+            "provenance": record}
 
 
 def print_report(result: dict[str, Any]) -> None:
@@ -111,19 +115,18 @@ def print_report(result: dict[str, Any]) -> None:
           f"{result['first_decision_s']} s (bar {FIRST_DECISION_BAR_S}): {result['bars']}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run, print, write JSON; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="memory_startup", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="one run instead of three")
     parser.add_argument("--runs", type=int, default=3, help="cold starts to measure")
     parser.add_argument("--source", help="image folder to run on (default: ../shared/data/scenes)")
     parser.add_argument("--model", help="bundle directory (default: the shipped default)")
-    parser.add_argument("--json", default=str(RESULTS / "memory_startup.json"), help="where to write JSON")
-    args = parser.parse_args(argv)
-    result = run_benchmark(runs=1 if args.quick else args.runs, bundle=args.model,
-                           source=Path(args.source) if args.source else None)
-    report_and_save(result, "memory_startup.py", argv, args.json, print_report)
-    return 0 if result["bars"]["all_exit_zero"] else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run, print, write JSON; returns the exit code (1 when a run did not exit 0)."""
+    return bench_main(__file__, __doc__.splitlines()[0], add_arguments, lambda a: run_benchmark(
+        runs=1 if a.quick else a.runs, bundle=a.model, source=Path(a.source) if a.source else None),
+        print_report, argv, exit_code=lambda r: 0 if r["bars"]["all_exit_zero"] else 1)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench_common import DATA, REPO, RESULTS, format_table, machine_info, report_and_save, summarize
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import DATA, bench_main, format_table, provenance, summarize
 from mosquitto import Mosquitto, Recorder
 
 from maskipy.edge.config import MqttConfig, load_edge_config
@@ -33,13 +34,6 @@ from maskipy.edge.tracking import CountEvent
 
 GATE = "bench-gate"
 LABELS = ("properly_masked", "improperly_masked", "unmasked")
-
-
-def git_commit() -> str:
-    done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return (done.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
 
 
 def outage_run(work: Path, *, before: float, outage: float, after: float, rate: float,
@@ -136,7 +130,7 @@ def frame_loop_fps(work: Path, *, frames: int, rounds: int) -> dict[str, Any]:
     fps: dict[str, list[float]] = {"off": [], "on": []}
     cpu_ms: dict[str, list[float]] = {"off": [], "on": []}
     counted: list[int] = []
-    model_sha = ""
+    model_dir: Path | None = None
     try:
         for index in range(rounds):
             for mode in ("off", "on"):
@@ -147,7 +141,7 @@ def frame_loop_fps(work: Path, *, frames: int, rounds: int) -> dict[str, Any]:
                                f"[mqtt]\nenabled = {'yes' if mode == 'on' else 'no'}\nhost = 127.0.0.1\n"
                                f"port = {broker.port}\ngate = {GATE}\n")
                 runtime = EdgeRuntime(load_edge_config(ini))
-                model_sha = runtime.bundle.sha256
+                model_dir = runtime.bundle.directory
                 cpu = time.process_time()
                 counted.append(sum(runtime.run(max_frames=frames).values()))
                 # CPU time of every thread of this process (the MQTT sender and paho's included): other
@@ -169,31 +163,39 @@ def frame_loop_fps(work: Path, *, frames: int, rounds: int) -> dict[str, Any]:
             "cpu_ms_per_frame_on": [round(v, 1) for v in cpu_ms["on"]],
             "median_cpu_ms_per_frame_off": round(cpu_off, 2), "median_cpu_ms_per_frame_on": round(cpu_on, 2),
             "cpu_change_pct": round(100.0 * (cpu_on - cpu_off) / cpu_off, 1) if cpu_off else None,
-            "model_sha256": model_sha}
+            "model_dir": model_dir}
 
 
 def run_benchmark(*, before: float, outage: float, after: float, rate: float, drain: float,
                   fps_frames: int, fps_rounds: int) -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from maskipy.edge.bundle import DEFAULT_BUNDLE
+
+    settings = {"before_s": before, "outage_s": outage, "after_s": after, "events_per_s": rate}
+    # The commit is taken before the minutes of measuring; the model once the frame loop loaded it.
+    record = provenance()
     with tempfile.TemporaryDirectory(prefix="maskipy-mqtt-bench-") as tmp:
         work = Path(tmp)
-        result: dict[str, Any] = {"commit": git_commit(), "machine": machine_info(),
-                                  "settings": {"before_s": before, "outage_s": outage, "after_s": after,
-                                               "events_per_s": rate}}
+        result: dict[str, Any] = {"settings": settings}
         result["outage"] = outage_run(work, before=before, outage=outage, after=after, rate=rate, drain=drain)
         if fps_rounds and fps_frames:
             result["frame_loop"] = frame_loop_fps(work, frames=fps_frames, rounds=fps_rounds)
-            result["model_sha256"] = result["frame_loop"].pop("model_sha256")
+            loaded = provenance(result["frame_loop"].pop("model_dir"), "the runtime's (default config)")
         else:
-            from maskipy.edge.bundle import load_bundle
-
-            result["model_sha256"] = load_bundle(None).sha256  # the default model, for the record
+            # No frame loop, no model loaded: the default bundle is named for the record, and says so.
+            loaded = provenance(DEFAULT_BUNDLE, "not loaded (--fps-rounds 0); the default, for the record")
+    record["models"] = loaded["models"]
+    result["provenance"] = record
+    # tests/test_mqtt.py reads these two top-level keys (older files have only them); they repeat
+    # the provenance.
+    result["commit"] = record["commit"]
+    result["model_sha256"] = record["models"]["classifier"]["sha256"]
     return result
 
 
 def print_report(result: dict[str, Any]) -> None:
     o = result["outage"]
-    print(f"commit {result['commit']}; {result['settings']['outage_s']:.0f} s broker outage")
+    print(f"commit {result['provenance']['commit']}; {result['settings']['outage_s']:.0f} s broker outage")
     print(format_table(["sent", "received", "lost", "duplicates", "in order", "backlog sent after (s)"],
                        [[o["sent"], o["received"], o["lost"], o["duplicates"], o["in_order"],
                          o["outage_backlog_delivered_s"]]]))
@@ -208,8 +210,7 @@ def print_report(result: dict[str, Any]) -> None:
               f"without, {f['median_cpu_ms_per_frame_on']} ms with ({f['cpu_change_pct']}%)")
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--before", type=float, default=10.0, help="seconds of events before the outage")
     parser.add_argument("--outage", type=float, default=60.0, help="seconds the broker is down")
     parser.add_argument("--after", type=float, default=10.0, help="seconds of events after it is back")
@@ -217,17 +218,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--drain", type=float, default=60.0, help="wait this long for the backlog")
     parser.add_argument("--fps-frames", type=int, default=40, help="frames per frame-loop run")
     parser.add_argument("--fps-rounds", type=int, default=5, help="off/on pairs of frame-loop runs (0: skip)")
-    parser.add_argument("--json", default=str(RESULTS / "mqtt_outage.json"))
-    return parser.parse_args(argv)
+
+
+def exit_code(result: dict[str, Any]) -> int:
+    """0 when every event arrived once and in order."""
+    o = result["outage"]
+    return 0 if o["lost"] == 0 and o["duplicates"] == 0 and o["in_order"] else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    result = run_benchmark(before=args.before, outage=args.outage, after=args.after, rate=args.rate,
-                           drain=args.drain, fps_frames=args.fps_frames, fps_rounds=args.fps_rounds)
-    report_and_save(result, "mqtt_outage.py", argv, args.json, print_report)
-    o = result["outage"]
-    return 0 if o["lost"] == 0 and o["duplicates"] == 0 and o["in_order"] else 1
+    return bench_main(__file__, __doc__, add_arguments, lambda a: run_benchmark(
+        before=a.before, outage=a.outage, after=a.after, rate=a.rate, drain=a.drain,
+        fps_frames=a.fps_frames, fps_rounds=a.fps_rounds), print_report, argv, exit_code)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import REPO, RESULTS, format_table, machine_info, report_and_save
+from bench_common import REPO, bench_main, format_table, provenance, repo_relative
 
 from maskipy.converters import parity
 from maskipy.converters.bundle import write_bundle
@@ -37,7 +37,9 @@ def run(config_path: Path, draws: int, percentiles: list[float], samples: int) -
 
     config, detector = load_train_config(config_path)
     _, parts, _ = prepare_crops(config, detector)
-    model = keras.models.load_model(config.output_dir / "model.keras", compile=False)
+    model_path = config.output_dir / "model.keras"
+    record = provenance(files={"keras": model_path})
+    model = keras.models.load_model(model_path, compile=False)
     held = [parts["val"], parts["test"]]
     crops = np.concatenate([p.crops for p in held])
     labels = [label for p in held for label in p.labels]
@@ -63,8 +65,8 @@ def run(config_path: Path, draws: int, percentiles: list[float], samples: int) -
                              "per_source": result["per_source"], "convert_s": round(seconds, 1)})
                 print(f"draw {draw} {method} {percentile}: agreement {result['agreement']:.4f}",
                       flush=True)
-    return {"model": str(config.output_dir / "model.keras"), "crops": len(crops),
-            "calibration_samples": samples, "rows": rows, "machine": machine_info()}
+    return {"model": repo_relative(model_path.resolve()), "crops": len(crops),
+            "calibration_samples": samples, "rows": rows, "provenance": record}
 
 
 def print_report(result: dict) -> None:
@@ -85,18 +87,17 @@ def print_report(result: dict) -> None:
         print(f"{name}: flips {flips}, mean {np.mean(flips):.1f}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=str(REPO / "converters" / "default-model.ini"))
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--percentiles", default="99.99,99.999")
     parser.add_argument("--samples", type=int, default=300)
-    parser.add_argument("--json", default=str(RESULTS / "quantization.json"))
-    args = parser.parse_args(argv)
-    percentiles = [float(p) for p in args.percentiles.split(",") if p]
-    result = run(Path(args.config), args.draws, percentiles, args.samples)
-    report_and_save(result, "quantization.py", argv, args.json, print_report)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return bench_main(__file__, __doc__, add_arguments, lambda a: run(
+        Path(a.config), a.draws, [float(p) for p in a.percentiles.split(",") if p], a.samples),
+        print_report, argv)
 
 
 if __name__ == "__main__":

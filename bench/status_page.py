@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_frames
-from bench_common import REPO, RESULTS, SCRATCH, format_table, machine_info, report_and_save, resolve_bundle
+from bench_common import SCRATCH, bench_main, format_table, provenance, repo_relative, resolve_bundle
 
 VARIANTS = {"off": "",
             "page": "[http]\nenabled = yes\nport = 0\n",
@@ -57,15 +57,6 @@ def make_video(path: Path, scenes: int = 3, frames_per_scene: int = 100, seed: i
     writer.release()
     tmp.replace(path)
     return path
-
-
-def git_commit() -> str:
-    """The commit measured, ``-dirty`` when the working tree has uncommitted changes."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout
-
-    commit = git("rev-parse", "HEAD").strip() or "unknown"
-    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no").strip() else "")
 
 
 # The child: one gate, one variant --------------------------------------------------------------------
@@ -199,10 +190,9 @@ def run_variant(name: str, ini: str, video: Path, model: Path) -> dict[str, Any]
 def run_benchmark(rounds: int, also: str = "", model: str | None = None, frames_per_scene: int = 100,
                   work: Path = SCRATCH) -> dict[str, Any]:
     """``rounds`` runs of each variant on a 3-scene video, the order rotated each round; numbers and goals."""
-    commit, load_before = git_commit(), os.getloadavg()
+    load_before = os.getloadavg()
     bundle, origin = resolve_bundle(model)
-    from maskipy.edge.bundle import load_bundle
-
+    record = provenance(bundle, origin)  # the commit as the rounds start, not as they end
     video = make_video(work / f"status-page-video-{frames_per_scene}.avi", frames_per_scene=frames_per_scene)
     variants = {name: ini + (also if name != "off" else "") for name, ini in VARIANTS.items()}
     names = list(variants)
@@ -227,11 +217,11 @@ def run_benchmark(rounds: int, also: str = "", model: str | None = None, frames_
         variant["cpu_ratio_to_off"] = round(base["cpu_ms_per_frame_median"]
                                             / variant["cpu_ms_per_frame_median"], 4)
     page = summary["page"]
-    return {"benchmark": "status_page", "machine": machine_info(), "commit": commit,
+    return {"benchmark": "status_page", "provenance": record,
             # Other processes' load moves wall-clock frames/s run to run; CPU per frame much less.
             "load_average": {"before": load_before, "after": os.getloadavg()},
-            "model": str(bundle), "model_origin": origin, "model_sha256": load_bundle(bundle).sha256,
-            "video": {"path": str(video), "frames": runs[0]["frames"], "size": "640x480", "codec": "MJPG"},
+            "video": {"path": repo_relative(video), "frames": runs[0]["frames"], "size": "640x480",
+                      "codec": "MJPG"},
             "clients": {"status_json_every_s": STATUS_POLL_S, "metrics_every_s": METRICS_POLL_S},
             "also": also, "rounds": rounds, "runs": runs, "summary": summary,
             "goals": {"fps_ratio_min": RATIO_GOAL, "fps_ratio_ok": page["fps_ratio_to_off"] >= RATIO_GOAL,
@@ -253,23 +243,31 @@ def print_report(result: dict[str, Any]) -> None:
     print(f"\ngoals: {result['goals']}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="status_page", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each variant (order rotates)")
     parser.add_argument("--also", help="INI file whose sections are added to the page variants "
                         "(e.g. [mqtt] to measure page and MQTT together)")
     parser.add_argument("--model", help="bundle directory (default: the shipped default)")
-    parser.add_argument("--json", default=str(RESULTS / "status_page.json"), help="where to write JSON")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--video", help=argparse.SUPPRESS)
+
+
+def child_main(argv: Sequence[str]) -> int:
+    """``--child INI --video V --model M``: one gate of one variant (run_variant starts it)."""
+    parser = argparse.ArgumentParser(prog="status_page --child")
+    parser.add_argument("child")
+    parser.add_argument("--video", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True)
     args = parser.parse_args(argv)
-    if args.child is not None:
-        print(json.dumps(run_child(args.child, Path(args.video), Path(args.model))), flush=True)
-        return 0
-    also = Path(args.also).read_text(encoding="utf-8") if args.also else ""
-    result = run_benchmark(args.rounds, also, args.model)
-    report_and_save(result, "status_page.py", argv, args.json, print_report)
-    return 0 if result["goals"]["cpu_ratio_ok"] and result["goals"]["rss_ok"] else 1
+    print(json.dumps(run_child(args.child, args.video, args.model)), flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--child"]:
+        return child_main(args[1:])
+    return bench_main(__file__, __doc__.splitlines()[0], add_arguments, lambda a: run_benchmark(
+        a.rounds, Path(a.also).read_text(encoding="utf-8") if a.also else "", a.model), print_report,
+        argv, exit_code=lambda r: 0 if r["goals"]["cpu_ratio_ok"] and r["goals"]["rss_ok"] else 1)
 
 
 if __name__ == "__main__":

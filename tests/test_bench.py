@@ -171,7 +171,9 @@ def test_status_page_compares_gates_with_the_page_off_on_and_watched(tmp_path, s
     assert runs["page"]["page_requests"] >= 1 and runs["page"]["page_errors"] == 0
     assert runs["page+preview"]["preview_frames_encoded"] >= 1 and runs["page+preview"]["stream_kib"] > 0
     assert runs["off"]["preview_frames_encoded"] == 0 and "page_requests" not in runs["off"]
-    assert data["model_sha256"] == load_bundle(DEFAULT_BUNDLE).sha256 and len(data["commit"]) >= 40
+    record = data["provenance"]
+    assert record["models"]["classifier"]["sha256"] == load_bundle(DEFAULT_BUNDLE).sha256
+    assert len(record["commit"]) >= 40
     assert data["summary"]["page"]["fps_ratio_to_off"] > 0 and data["summary"]["page"]["peak_rss_mb"] > 50
     assert {"fps_ratio_ok", "cpu_ratio_ok", "rss_ok"} <= set(data["goals"])
 
