@@ -115,7 +115,7 @@ def provenance(bundle: str | Path | None = None, origin: str = "",
     listed too. Call it where the bench resolves its models, before measuring.
     """
     from maskipy.edge.bundle import load_bundle, sha256_file
-    from maskipy.edge.detectors.ssd import DETECTOR_MODELS
+    from maskipy.edge.detectors.base import DETECTOR_MODELS
 
     commit, dirty = git_commit()
     models: dict[str, dict[str, str]] = {}
@@ -124,7 +124,7 @@ def provenance(bundle: str | Path | None = None, origin: str = "",
                                 "sha256": load_bundle(bundle).sha256}
     for name, path in (files or {}).items():
         models[name] = {"path": repo_relative(Path(path).resolve()), "sha256": sha256_file(Path(path))}
-    for path in sorted(DETECTOR_MODELS.glob("*/model.tflite")):
+    for path in sorted([*DETECTOR_MODELS.glob("*/model.tflite"), *DETECTOR_MODELS.glob("*/model.onnx")]):
         models[f"detector:{path.parent.name}"] = {"path": repo_relative(path), "sha256": sha256_file(path)}
     return {"commit": commit, "dirty": dirty, "date": datetime.datetime.now().astimezone().isoformat(
         timespec="seconds"), "machine": machine_info(), "models": models}

@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import DATA, RESULTS, command_line, format_table, machine_info, provenance, write_json
+from bench_common import DATA, bench_main, format_table, provenance, resolve_bundle
 from bench_pipelines import haar_reference_ms
 from model_macs import model_macs
 from pi_estimate import (
@@ -83,12 +83,13 @@ def yunet(model: str, long_side: int, score: float, min_face: int = 8) -> Detect
 HAAR = DetectorConfig(type="haar")
 THOROUGH = replace(HAAR, eye_cascades=("eye", "lefteye_2splits", "righteye_2splits"),
                    closeup_cascades=("frontalface_default", "frontalface_alt2"))  # edge/thorough-detector.ini
-SSD = DetectorConfig()
+SSD = DetectorConfig(type="ssd")
 CONFIGS: dict[str, DetectorConfig | str] = {
+    "yunet-n@320/0.3 floor48 (default)": DetectorConfig(),  # the shipped [detector] defaults
     **{f"yunet-{m}@{'320' if side else 'full'}/{s}": yunet(f"yunet-{m}", side, s)
        for m in ("n", "s") for side in (320, 0) for s in (0.3, 0.5, 0.7)},
     "blazeface@256 floor48": replace(SSD, ssd_input_size=256),
-    "blazeface@320 floor48 (default)": SSD,
+    "blazeface@320 floor48": SSD,
     "blazeface@256 nofloor": replace(SSD, ssd_input_size=256, min_face=8),
     "blazeface@320 nofloor": replace(SSD, min_face=8),
     "aizoo@260/0.5": "aizoo",
@@ -216,7 +217,7 @@ class Verifier:
 
     def __init__(self, bundle_dir: Path) -> None:
         from maskipy.edge.bundle import load_bundle
-        from maskipy.edge.classify import TFLiteClassifier
+        from maskipy.edge.classifier.tflite import TFLiteClassifier
         from maskipy.edge.config import ClassifierConfig
 
         self.bundle = load_bundle(bundle_dir)
@@ -347,26 +348,25 @@ def print_tables(results: dict[str, dict[str, Any]]) -> None:
         print(format_table(headers, rows))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--configs", default="", help="comma-separated names from CONFIGS (default: all)")
     parser.add_argument("--timing-frames", type=int, default=30)
     parser.add_argument("--limit", type=int, default=0, help="first N test photos only (a smoke run)")
     parser.add_argument("--verify", type=Path, default=None, metavar="BUNDLE",
                         help="the bundle whose classifier does the not_face check (default: the shipped one)")
-    parser.add_argument("--json", type=Path, default=RESULTS / "detector_compare.json")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every config of ``--configs`` on the test photos, close-ups and timing frames, in one run."""
     cv2.setNumThreads(2)
     names = [n for n in args.configs.split(",") if n] or list(CONFIGS)
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
-        print(f"detector_compare: error: unknown config {unknown}; known: {', '.join(CONFIGS)}",
-              file=sys.stderr)
-        return 1
-    from maskipy.edge.bundle import DEFAULT_BUNDLE
-
-    verifier = Verifier(args.verify or DEFAULT_BUNDLE)
+        raise SystemExit(f"detector_compare: error: unknown config {unknown}; known: {', '.join(CONFIGS)}")
+    bundle, origin = resolve_bundle(args.verify)
+    record = provenance(bundle, origin)
+    verifier = Verifier(bundle)
     photos = test_photos(args.data)
     photos = photos[:args.limit] if args.limit else photos
     frames = {path: cv2.imread(str(args.data / path)) for path, _ in photos}
@@ -383,27 +383,28 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = evaluate(CONFIGS[name], photos, frames, close, timing, verifier)
         results[name]["cost"] = cost(name, CONFIGS[name], results[name]["ms_640x480"], cpu_factor)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    print_tables(results)
     classifier_pi4 = {t: round(PI4_INT8_MOBILENETV2_MS * PI_THREAD_SLOWDOWN[t], 1) for t in (2, 4)}
-    print(f"\nPi 4 classifier estimate (int8 MobileNetV2-224, one face): {classifier_pi4[2]} ms at "
-          f"2 threads, {classifier_pi4[4]} ms at 4; Haar reference here {reference} ms "
-          f"(cpu factor {cpu_factor:.2f})")
-    payload = {"benchmark": "detector_compare", "seed": SEED, "test_fraction": TEST_FRACTION,
-               "photos": len(photos), "faces": sum(len(f) for _, f in photos), "closeups": len(close),
-               "timing_frames": len(timing), "haar_320_reference_ms": reference,
-               "classifier_pi4_ms_estimate": classifier_pi4,
-               "verified_with": str(args.verify or DEFAULT_BUNDLE),
-               "results": results,
-               "configs": {n: dataclasses.asdict(CONFIGS[n]) if isinstance(CONFIGS[n], DetectorConfig)
-                           else {"aizoo": str(AIZOO / "face_mask_detection.tflite"), "score": 0.5, "iou": 0.4,
-                                 "framing": AIZOO_FRAMING} for n in names},
-               "wall_s": round(time.perf_counter() - started, 1),
-               "command": command_line("detector_compare.py", argv), "provenance": provenance(),
-               "machine": machine_info()}
-    print(f"wrote {write_json(args.json, payload)}")
-    return 0
+    return {"benchmark": "detector_compare", "seed": SEED, "test_fraction": TEST_FRACTION,
+            "photos": len(photos), "faces": sum(len(f) for _, f in photos), "closeups": len(close),
+            "timing_frames": len(timing), "haar_320_reference_ms": reference, "cpu_factor": cpu_factor,
+            "classifier_pi4_ms_estimate": classifier_pi4, "verified_with": str(bundle), "results": results,
+            "configs": {n: dataclasses.asdict(CONFIGS[n]) if isinstance(CONFIGS[n], DetectorConfig)
+                        else {"aizoo": str(AIZOO / "face_mask_detection.tflite"), "score": 0.5, "iou": 0.4,
+                              "framing": AIZOO_FRAMING} for n in names},
+            "wall_s": round(time.perf_counter() - started, 1), "provenance": record}
+
+
+def print_report(result: dict[str, Any]) -> None:
+    print_tables(result["results"])
+    pi4 = result["classifier_pi4_ms_estimate"]
+    print(f"\nPi 4 classifier estimate (int8 MobileNetV2-224, one face): {pi4[2]} ms at "
+          f"2 threads, {pi4[4]} ms at 4; Haar reference here {result['haar_320_reference_ms']} ms "
+          f"(cpu factor {result['cpu_factor']:.2f})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return bench_main(__file__, __doc__, add_arguments, run, print_report, argv)
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
