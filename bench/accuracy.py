@@ -56,7 +56,12 @@ def training_crops_row(evaluator: Evaluator, config_path: Path, source: str) -> 
     return metrics(true, pred, sorted(set(true)) + sorted(set(pred) - set(true)))
 
 
-def run(model: str, config_path: Path, two_class_limit: int = 0, edge_config: Path | None = None) -> dict:
+ROWS = ("faces_test (training crops)", "faces_test (detected)", "realworld-photos_test (crops)",
+        "realworld-photos_test (detected)", "realworld-2class (crops)", "realworld-2class (detected)")
+
+
+def run(model: str, config_path: Path, two_class_limit: int = 0, edge_config: Path | None = None,
+        only: tuple[str, ...] = ROWS) -> dict:
     record = provenance(model, "given" if model != str(DEFAULT_BUNDLE) else "default")
     crops = Evaluator(model, None, crop_margin=0.2)
     detect = Evaluator(model, load_edge_config(edge_config).detector, crop_margin=0.2)
@@ -66,15 +71,16 @@ def run(model: str, config_path: Path, two_class_limit: int = 0, edge_config: Pa
         two_class = two_class[:: max(1, len(two_class) // two_class_limit)]
     faces_test = split_images(config_path, "faces")
     real_test = split_images(config_path, "realworld-photos")
-    rows = {
-        "faces_test (training crops)": training_crops_row(crops, config_path, "faces"),
-        "faces_test (detected)": evaluate(detect, faces_test, {}),
-        "realworld-photos_test (crops)": evaluate(crops, real_test, {}),
+    measures = {
+        "faces_test (training crops)": lambda: training_crops_row(crops, config_path, "faces"),
+        "faces_test (detected)": lambda: evaluate(detect, faces_test, {}),
+        "realworld-photos_test (crops)": lambda: evaluate(crops, real_test, {}),
         # The same photos framed by the detector, as the gate frames them (no face found: an error).
-        "realworld-photos_test (detected)": evaluate(detect, real_test, {}),
-        "realworld-2class (crops)": evaluate(crops, two_class, parse_label_map(TWO_CLASS_MAP)),
-        "realworld-2class (detected)": evaluate(detect, two_class, parse_label_map(TWO_CLASS_MAP)),
+        "realworld-photos_test (detected)": lambda: evaluate(detect, real_test, {}),
+        "realworld-2class (crops)": lambda: evaluate(crops, two_class, parse_label_map(TWO_CLASS_MAP)),
+        "realworld-2class (detected)": lambda: evaluate(detect, two_class, parse_label_map(TWO_CLASS_MAP)),
     }
+    rows = {name: measure() for name, measure in measures.items() if name in only}
     return {"model": repo_relative(Path(model).resolve()),
             "edge_config": repo_relative(edge_config) if edge_config else "defaults", "rows": rows,
             "provenance": record}
@@ -97,11 +103,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--two-class-limit", type=int, default=0, help="subsample realworld-2class")
     parser.add_argument("--edge-config", type=Path, default=None,
                         help="edge INI whose [detector] the detected rows use (default: the defaults)")
+    parser.add_argument("--rows", type=lambda text: tuple(r.strip() for r in text.split(",")), default=ROWS,
+                        help=f"comma-separated rows to measure (default: all: {', '.join(ROWS)})")
 
 
 def main(argv: list[str] | None = None) -> int:
     return bench_main(__file__, __doc__, add_arguments,
-                      lambda a: run(a.model, a.config, a.two_class_limit, a.edge_config),
+                      lambda a: run(a.model, a.config, a.two_class_limit, a.edge_config, a.rows),
                       lambda r: print(table(r)), argv)
 
 

@@ -34,7 +34,8 @@ PACKAGES = {"edge": "maskipy.edge", "trainer": "maskipy.trainer", "converters": 
 PACKAGE_DATA = ("edge/models/default/*", "edge/models/detectors/*/*", "edge/web/status.html",
                 "edge/config.example.ini")
 # Non-Python files in the source folders that are used from a checkout only (README, Makefile).
-CHECKOUT_ONLY = {"edge/thorough-detector.ini", "converters/default-model.ini"}
+CHECKOUT_ONLY = {"edge/thorough-detector.ini", "edge/hall-detector.ini", "edge/blazeface-detector.ini",
+                 "converters/default-model.ini"}
 # Without TensorFlow (not in the [edge] extra) trainer and converters modules may fail on it alone;
 # never in CI, which installs it.
 TENSORFLOW = importlib.util.find_spec("tensorflow") is not None or bool(os.environ.get("CI"))
