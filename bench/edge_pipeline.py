@@ -51,18 +51,21 @@ from maskipy.edge.errors import ConfigError
 __all__ = ["STAGES", "bars", "main", "match_faces", "parse_option", "pi_estimate", "run_benchmark"]
 
 HAAR = {"detector.type": "haar"}
-# The Haar plug-in's shipped profile and its thorough one (edge/thorough-detector.ini), and the
-# SSD's own knobs, each timed against the same seed run (``--no-variants`` to skip).
+SSD = {"detector.type": "ssd"}
+# The Haar plug-in's shipped profile and its thorough one (edge/thorough-detector.ini), the SSD
+# (BlazeFace, the default before YuNet) and its knobs, each timed against the same seed run
+# (``--no-variants`` to skip).
 VARIANTS: dict[str, dict[str, str]] = {
     "detector=haar": HAAR,
     "detector=haar,thorough": {**HAAR, "detector.eye_cascades": "eye, lefteye_2splits, righteye_2splits",
                                "detector.closeup_cascades": "frontalface_default, frontalface_alt2"},
     "every_n_frames=1": {"detector.every_n_frames": "1"},
     "every_n_frames=3": {"detector.every_n_frames": "3"},
-    "ssd_models=blazeface-back,blazeface-short": {"detector.ssd_models": "blazeface-back, blazeface-short"},
-    "ssd_input_size=256": {"detector.ssd_input_size": "256"},
+    "detector=ssd": SSD,
+    "detector=ssd,ssd_input_size=256": {**SSD, "detector.ssd_input_size": "256"},
+    "detector=yunet-s": {"detector.yunet_model": "yunet-s"},
 }
-# Detection rate x votes needed: what each does to the time to count (the SSD detector).
+# Detection rate x votes needed: what each does to the time to count (the default detector).
 COUNT_GRID: dict[str, dict[str, str]] = {
     f"every_n_frames={n},min_votes={m}": {"detector.every_n_frames": str(n), "tracking.min_votes": str(m)}
     for n in (1, 2, 3) for m in (2, 3)}

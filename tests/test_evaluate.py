@@ -82,3 +82,20 @@ def test_false_alarms_are_counted_by_face_width(shared_data, tmp_path, capsys):
     assert set(result["by_size"]) == {"<48", "48-80", "80-130", ">=130"}
     assert 0.0 <= result["ece"] <= 1.0
     assert "false alarms (properly masked called improperly masked)" in capsys.readouterr().out
+
+
+def test_each_evaluation_counts_only_its_own_detections(default_bundle, shared_data):
+    """bench/accuracy.py evaluates several sets with one Evaluator: the face-found rate of the second
+    set must not include the first set's images."""
+    from maskipy.edge.config import DetectorConfig
+    from maskipy.trainer.evaluate import Evaluator, evaluate
+
+    masked = sorted((shared_data / "faces" / "properly_masked").glob("*"))[:3]
+    faces = [(p, "properly_masked") for p in masked]
+    scenes = [(p, "unmasked") for p in sorted((shared_data / "scenes" / "without_mask").glob("*"))]
+    evaluator = Evaluator(str(default_bundle), DetectorConfig(), crop_margin=0.2)
+    first = evaluate(evaluator, faces, {})["detection"]
+    second = evaluate(evaluator, scenes, {})["detection"]
+    assert first["images"] == len(faces) and second["images"] == len(scenes)
+    alone = evaluate(Evaluator(str(default_bundle), DetectorConfig(), crop_margin=0.2), scenes, {})
+    assert second == alone["detection"]

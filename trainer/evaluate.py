@@ -86,6 +86,10 @@ class Evaluator:
         self.classifier = TFLiteClassifier(self.bundle, num_threads=2)
         self.detector = build_detector(detector) if detector is not None else None
         self.crop_margin = crop_margin
+        self.reset_detection()
+
+    def reset_detection(self) -> None:
+        """Start counting detections afresh (each ``evaluate`` reports only its own images)."""
         self.detection = {"images": 0, "found": 0, "boxes_labelled": 0, "boxes_found": 0}
 
     def predict(self, path: Path) -> Prediction:
@@ -118,6 +122,7 @@ def evaluate(evaluator: Evaluator, images: list[tuple[Path, str]], mapping: dict
     from tqdm import tqdm
 
     true, pred, skipped, answers = [], [], [], []
+    evaluator.reset_detection()
     for path, label in tqdm(images, desc="evaluate", unit="img"):
         try:
             predicted = evaluator.predict(path)
