@@ -28,20 +28,24 @@ class CallbackModule(CallbackBase):
 
     def __init__(self) -> None:
         super().__init__()
-        self.hosts: list[str] = []
+        self.plays: list[list[str]] = []  # each play's hosts, in roll-out order
+        self.rollout_plays: set[int] = set()  # the plays that set maskipy_rollout
         self.rows: dict[str, dict[str, str]] = {}
 
     def v2_playbook_on_play_start(self, play) -> None:
+        # Called once per serial batch, with the inventory restricted to it: ask for the whole play's hosts.
         try:
-            inventory = play.get_variable_manager()._inventory  # the play's hosts, in roll-out order
-            names = [host.name for host in inventory.get_hosts(play.hosts)]
+            inventory = play._variable_manager._inventory
+            names = [host.name for host in inventory.get_hosts(play.hosts, ignore_restrictions=True,
+                                                                order=play.order)]
         except (AttributeError, TypeError):
             names = []
-        self.hosts += [name for name in names if name not in self.hosts]
+        self.plays.append(names)
 
     def v2_runner_on_ok(self, result) -> None:
         row = result._result.get("ansible_facts", {}).get("maskipy_rollout")
         if isinstance(row, dict):
+            self.rollout_plays.add(len(self.plays) - 1)
             self.rows[result._host.get_name()] = {key: str(value) for key, value in row.items()}
 
     def v2_runner_on_unreachable(self, result) -> None:
@@ -51,7 +55,8 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_stats(self, stats) -> None:
         if not self.rows:
             return
-        hosts = self.hosts + [host for host in self.rows if host not in self.hosts]
+        hosts = [host for i in sorted(self.rollout_plays) for host in self.plays[i]]
+        hosts = list(dict.fromkeys(hosts + list(self.rows)))
         self._display.display(table([self._row(host) for host in hosts]))
 
     def _row(self, host: str) -> tuple[str, ...]:
