@@ -159,7 +159,8 @@ def _inventory(work: Path, port: int, wheel: Path, wheelhouse: Path) -> Path:
 def _env(work: Path) -> dict[str, str]:
     return dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                 ANSIBLE_FORCE_COLOR="0", ANSIBLE_LOCAL_TEMP=str(work / "ansible-tmp"),
-                ANSIBLE_HOME=str(work / "ansible-home"), ANSIBLE_DEPRECATION_WARNINGS="0",
+                ANSIBLE_HOME=str(work / "ansible-home"),
+                ANSIBLE_SSH_CONTROL_PATH_DIR=str(work / "cp"), ANSIBLE_DEPRECATION_WARNINGS="0",
                 PATH=f"{BIN}:{os.environ['PATH']}")
 
 
@@ -202,11 +203,14 @@ def fleet() -> Iterator[dict]:
         for server in servers:
             server.terminate()
             server.wait(timeout=10)
+        # Ansible's ssh masters (ControlPersist) keep a session each: end them, so the users can go.
+        for control in (work / "cp").glob("*"):
+            subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", "gate"], capture_output=True)
         sudoers.unlink(missing_ok=True)
         for name in GATES:
             subprocess.run(["userdel", f"maskipy-{name}"], capture_output=True)
             subprocess.run(["groupdel", f"maskipy-{name}"], capture_output=True)
-        subprocess.run(["userdel", "--remove", DEPLOY_USER], capture_output=True)
+        # The deploy user stays for the next run: without its sudoers rule and key it can do nothing.
         shutil.rmtree(work, ignore_errors=True)
 
 
