@@ -41,12 +41,12 @@ run: $(VENV)/.edge
 
 ## test: the whole test suite (offline; needs ../shared beside the repository)
 test: $(VENV)/.dev $(LEGACY_VENV)/.ok
-	$(BIN)/ruff check edge trainer converters bench tests docs
+	$(BIN)/ruff check edge trainer converters bench tests docs ansible
 	MASKIPY_LEGACY_PYTHON=$$(test -f $(LEGACY_VENV)/.ok && echo $(CURDIR)/$(LEGACY_VENV)/bin/python) \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check edge trainer converters bench tests docs
+	$(BIN)/ruff check edge trainer converters bench tests docs ansible
 
 ## default-model: retrain, reconvert and re-evaluate the bundled model (about 30 min on 2 cores)
 # The evaluation measures the new bundle through the edge path (int8, edge crops, the detector) on the
