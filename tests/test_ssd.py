@@ -13,8 +13,9 @@ import pytest
 
 from maskipy.edge.config import DetectorConfig
 from maskipy.edge.detectors import build_detector
+from maskipy.edge.detectors.base import DETECTOR_MODELS
 from maskipy.edge.detectors.haar import HaarDetector
-from maskipy.edge.detectors.ssd import DETECTOR_MODELS, SsdDetector, SsdFaceModel, load_ssd_model, ssd_anchors
+from maskipy.edge.detectors.ssd import SsdDetector, SsdFaceModel, load_ssd_model, ssd_anchors
 from maskipy.edge.errors import ConfigError, ModelError
 from maskipy.edge.geometry import iou, nms
 from maskipy.edge.preprocess import read_image, whole_image_box

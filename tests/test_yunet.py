@@ -15,8 +15,8 @@ import pytest
 
 from maskipy.edge.config import DetectorConfig
 from maskipy.edge.detectors import DETECTOR_TYPES, build_detector
+from maskipy.edge.detectors.base import DETECTOR_MODELS
 from maskipy.edge.detectors.yunet import (
-    DETECTOR_MODELS,
     YunetDetector,
     check_opencv,
     load_yunet_model,

@@ -8,7 +8,6 @@ detector's (so the classifier sees a face framed alike whichever detector found 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import verify_sha256
 from ..classifier.interpreter import load_interpreter
 from ..config import DetectorConfig
 from ..errors import ConfigError, ModelError
 from ..geometry import apply_framing, clip_box, nms
-from .base import DETECTOR_MODELS, Detection, non_max_suppression
+from .base import Detection, non_max_suppression, read_model_dir, resolve_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -58,43 +56,28 @@ def ssd_anchors(input_size: int, strides: list[int], anchors_per_cell: list[int]
 
 
 def resolve_detector_model(name: str) -> Path:
-    """A bundled detector name (``blazeface-back``) or a path to a detector model directory."""
-    candidate = Path(name).expanduser()
-    if candidate.is_dir():
-        return candidate
-    bundled = DETECTOR_MODELS / name
-    if bundled.is_dir():
-        return bundled
-    known = sorted(p.parent.name for p in DETECTOR_MODELS.glob("*/model.tflite"))
-    raise ConfigError(f"[detector] ssd_models: {name}: no such detector model; use one of "
-                     f"{', '.join(known)} or a directory holding model.tflite and model.json")
+    """A bundled SSD name (``blazeface-back``) or a path to a detector model directory."""
+    return resolve_model_dir(name, "model.tflite", "ssd_models")
+
+
+def _ssd_fields(meta: dict[str, Any]) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[float, float],
+                                                tuple[float, float, float]]:
+    size = int(meta["input_size"])
+    strides = tuple(int(s) for s in meta["strides"])
+    per_cell = tuple(int(n) for n in meta["anchors_per_cell"])
+    if len(strides) != len(per_cell) or any(size % s for s in strides):
+        raise ValueError(f"strides {strides} and anchors_per_cell {per_cell} do not fit {size} px")
+    low, high = (float(v) for v in meta["input_range"])
+    dx, dy, scale = (float(v) for v in meta["framing"])
+    return size, strides, per_cell, (low, high), (dx, dy, scale)
 
 
 def load_ssd_model(name: str) -> SsdModel:
     """Read and verify a detector model directory; failures name the file and the fix."""
     directory = resolve_detector_model(name)
-    meta_path, model_path = directory / "model.json", directory / "model.tflite"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        size = int(meta["input_size"])
-        strides = tuple(int(s) for s in meta["strides"])
-        per_cell = tuple(int(n) for n in meta["anchors_per_cell"])
-        if len(strides) != len(per_cell) or any(size % s for s in strides):
-            raise ValueError(f"strides {strides} and anchors_per_cell {per_cell} do not fit {size} px")
-        low, high = (float(v) for v in meta["input_range"])
-        dx, dy, scale = (float(v) for v in meta["framing"])
-        expected = str(meta["sha256"])
-    except FileNotFoundError:
-        raise ModelError(f"{meta_path}: missing; a detector model directory needs model.tflite and "
-                         f"model.json") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{meta_path}: unreadable or missing a field ({type(exc).__name__}: {exc}); "
-                         f"copy the detector model directory again") from None
-    if not model_path.is_file():
-        raise ModelError(f"{model_path}: missing; copy the detector model directory again")
-    actual = verify_sha256(model_path, expected, "the file is corrupt; copy it again")
-    return SsdModel(directory.name, model_path, size, strides, per_cell, (low, high), (dx, dy, scale),
-                    actual, meta)
+    (size, strides, per_cell, span, framing), meta, path, sha = read_model_dir(directory, "model.tflite",
+                                                                             _ssd_fields)
+    return SsdModel(directory.name, path, size, strides, per_cell, span, framing, sha, meta)
 
 
 class SsdFaceModel:

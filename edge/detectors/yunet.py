@@ -20,7 +20,6 @@ these models: install opencv-python-headless >= 4.8 from pip.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import sha256_file
 from ..config import DetectorConfig
 from ..errors import ConfigError, ModelError
 from ..geometry import apply_framing, clip_box
-from .base import DETECTOR_MODELS, Detection
+from .base import Detection, read_model_dir, resolve_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -79,41 +77,19 @@ def check_opencv() -> str:
 
 def resolve_yunet_model(name: str) -> Path:
     """A bundled YuNet name (``yunet-n``) or a path to a YuNet model directory."""
-    candidate = Path(name).expanduser()
-    if candidate.is_dir():
-        return candidate
-    bundled = DETECTOR_MODELS / name
-    if bundled.is_dir() and (bundled / "model.onnx").exists():
-        return bundled
-    known = sorted(p.parent.name for p in DETECTOR_MODELS.glob("*/model.onnx"))
-    raise ConfigError(f"[detector] yunet_model: {name}: no such YuNet model; use one of "
-                      f"{', '.join(known) or '(none bundled: run make detector-models)'} or a directory "
-                      f"holding model.onnx and model.json")
+    return resolve_model_dir(name, "model.onnx", "yunet_model", kind="YuNet")
+
+
+def _yunet_fields(meta: dict[str, Any]) -> tuple[tuple[float, float, float], float, int]:
+    dx, dy, scale = (float(v) for v in meta["framing"])
+    return (dx, dy, scale), float(meta["default_score"]), int(meta["default_long_side"])
 
 
 def load_yunet_model(name: str) -> YunetModel:
     """Read and verify a YuNet model directory; failures name the file and the fix."""
     directory = resolve_yunet_model(name)
-    meta_path, model_path = directory / "model.json", directory / "model.onnx"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        dx, dy, scale = (float(v) for v in meta["framing"])
-        score = float(meta["default_score"])
-        long_side = int(meta["default_long_side"])
-        expected = str(meta["sha256"])
-    except FileNotFoundError:
-        raise ModelError(f"{meta_path}: missing; a YuNet model directory needs model.onnx and model.json "
-                         f"(make detector-models writes them)") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{meta_path}: unreadable or missing a field ({type(exc).__name__}: {exc}); "
-                         f"copy the detector model directory again") from None
-    if not model_path.is_file():
-        raise ModelError(f"{model_path}: missing; copy the detector model directory again")
-    actual = sha256_file(model_path)
-    if actual != expected:
-        raise ModelError(f"{model_path}: sha256 {actual[:12]}… does not match model.json's "
-                         f"{expected[:12]}…; the file is corrupt; copy it again")
-    return YunetModel(directory.name, model_path, (dx, dy, scale), score, long_side, actual, meta)
+    (framing, score, long_side), meta, path, sha = read_model_dir(directory, "model.onnx", _yunet_fields)
+    return YunetModel(directory.name, path, framing, score, long_side, sha, meta)
 
 
 def scaled_size(shape: tuple[int, ...], long_side: int) -> tuple[int, int, float]:
