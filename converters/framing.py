@@ -8,9 +8,11 @@ a face is cropped alike whichever detector found it.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,3 +57,17 @@ def measure_framing(boxes_of: BoxesOf, what: str, data: Path, per_source: int = 
         raise MaskipyError(f"{what}: only {len(shifts)} faces found by both detectors; check --data")
     dx, dy, factor = np.median(np.asarray(shifts), axis=0)
     return round(float(dx), 3), round(float(dy), 3), round(float(factor), 3), len(shifts)
+
+
+def write_model_json(target: Path, meta: dict[str, Any], data: Path,
+                     measure: Callable[[Path, Path], tuple[float, float, float, int]]) -> dict[str, Any]:
+    """Write ``target/model.json`` (so the model loads), measure its framing on ``data`` and write it
+    again with the framing; returns the final model.json. Prints what was imported."""
+    (target / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    dx, dy, factor, n = measure(target, data)
+    meta["framing"] = [dx, dy, factor]
+    meta["framing_measured_on"] = f"{n} faces of ../shared/data (faces/, realworld-photos/) found by both"
+    (target / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    print(f"{target.name}: sha256 {meta['sha256'][:12]}…, framing {meta['framing']} "
+          f"({meta['framing_measured_on']})")
+    return meta

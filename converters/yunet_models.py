@@ -14,7 +14,6 @@ score threshold and long side chosen for a gate by ``bench/detector_compare.py``
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from maskipy.edge.bundle import sha256_file
 from maskipy.edge.cli_runner import run_command
 from maskipy.edge.errors import MaskipyError
 
-from .framing import measure_framing
+from .framing import measure_framing, write_model_json
 
 # name: (file in ../shared/weights/detectors/yunet, its sha256, licence, licence file, source, about).
 MODELS: dict[str, tuple[str, str, str, str, str, str]] = {
@@ -77,12 +76,7 @@ def import_model(weights: Path, name: str, out: Path, data: Path) -> dict:
             "defaults_chosen_by": "bench/detector_compare.py on scenes-dev test groups "
                                   "(bench/results/detector_compare.json)",
             "sha256": sha256_file(target / "model.onnx")}
-    (target / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    dx, dy, factor, n = measure_yunet_framing(target, data)
-    meta["framing"] = [dx, dy, factor]
-    meta["framing_measured_on"] = f"{n} faces of ../shared/data (faces/, realworld-photos/) found by both"
-    (target / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    return meta
+    return write_model_json(target, meta, data, measure_yunet_framing)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,9 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 def import_command(args: argparse.Namespace) -> int:
     """Import each model of MODELS (or --models) from --weights into --out."""
     for name in args.models.split(","):
-        meta = import_model(args.weights, name, args.out, args.data)
-        print(f"{name}: sha256 {meta['sha256'][:12]}…, framing {meta['framing']} "
-              f"({meta['framing_measured_on']})")
+        import_model(args.weights, name, args.out, args.data)
     return 0
 
 
