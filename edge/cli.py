@@ -136,15 +136,19 @@ def _check_gpio(config: EdgeConfig) -> str:
 
 
 def _check_state_dir(config: EdgeConfig) -> str:
+    """Whether ``run`` could write its counts there, without creating or writing anything."""
     state = Path(config.counts.state_dir)
-    try:
-        state.mkdir(parents=True, exist_ok=True)
-        probe = state / ".check"
-        probe.write_text("ok", encoding="utf-8")
-        probe.unlink()
-    except OSError as exc:
-        raise MaskipyError(f"{state}: not writable ({exc}); set [counts] state_dir or --state-dir") from None
-    return f"{state} writable"
+    fix = "set [counts] state_dir or --state-dir"
+    if state.is_dir():
+        if not os.access(state, os.W_OK | os.X_OK):
+            raise MaskipyError(f"{state}: not writable by this user; {fix}")
+        return f"{state} writable"
+    if state.exists():
+        raise MaskipyError(f"{state}: not a folder; {fix}")
+    parent = next((p for p in state.parents if p.exists()), Path("/"))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise MaskipyError(f"{state} does not exist and {parent} is not a writable folder to create it in; {fix}")
+    return f"{state} does not exist yet; run would create it (in {parent}, writable)"
 
 
 def _check_mqtt(config: EdgeConfig) -> str:
@@ -165,6 +169,10 @@ def _running_gate(config: EdgeConfig) -> str:
             f"check, then start it again")
 
 
+# The checks that reuse another's work: the pipeline check runs the model on a frame from the source.
+CHECK_NEEDS = {"pipeline": ("model", "source")}
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Preflight: config, model, source, GPIO, state directory and MQTT broker, each ✓ or ✗."""
     try:
@@ -180,16 +188,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     checks: list[tuple[str, Callable[[EdgeConfig], str]]] = [
         ("model", _check_model), ("source", _check_source), ("pipeline", _check_pipeline),
         ("gpio", _check_gpio), ("state", _check_state_dir), ("mqtt", _check_mqtt)]
-    failed = 0
+    failed: list[str] = []
     for name, check in checks:
+        needs = [n for n in CHECK_NEEDS.get(name, ()) if n in failed]
+        if needs:  # its cause is printed above once; the same message again would say nothing new
+            failed.append(name)
+            print(f"✗ {name}: not run: needs a working {' and '.join(needs)} (see above)")
+            continue
         try:
             print(f"✓ {name}: {check(config)}")
         except (MaskipyError, OSError) as exc:
-            failed += 1
+            failed.append(name)
             print(f"✗ {name}: {exc}")
         except Exception as exc:
             # gpiozero's pin errors are not ours; report them as a failed check, not a crash.
-            failed += 1
+            failed.append(name)
             print(f"✗ {name}: {type(exc).__name__}: {exc}")
     return 1 if failed else 0
 
