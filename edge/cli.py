@@ -16,6 +16,7 @@ import numpy as np
 from .cli_runner import run_command
 from .config import EdgeConfig, example_config, load_edge_config
 from .errors import CameraError, MaskipyError
+from .outputs.counts import CountLog
 from .service.journal import setup_logging
 
 # PID_FILE: the bundle manager reads it to send SIGHUP after installing a model.
@@ -64,15 +65,32 @@ def cmd_run(args: argparse.Namespace) -> int:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
     timing = runtime.timer.as_dict()
+    if timing["frames"] == 0 and not runtime.stop_requested and args.max_frames != 0:
+        # A run that read nothing counted nothing: never a success, whatever the reason.
+        raise CameraError(f"{runtime.source_spec}: no frame could be read (see the warnings above); "
+                          f"give images or a video OpenCV can decode, or another source")
     print(f"{timing['frames']} frames, {timing['faces']} faces")
-    for label in config.classifier.labels:
-        print(f"{label}: {counts.get(label, 0)}")
+    _print_counts(config, runtime, counts)
     unsaved = [o.degraded for o in runtime.outputs if getattr(o, "degraded", None)]
     if unsaved:
         print(f"{PROG}: error: {'; '.join(unsaved)}; fix {config.counts.state_dir} (space, "
               f"permissions, totals.json) and the next start adds the logged events back", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_counts(config: EdgeConfig, runtime: Any, counts: dict[str, int]) -> None:
+    """This run's counts, then the totals kept in the state folder (every run today), each named."""
+    print("counted in this run:")
+    for label in config.classifier.labels:
+        print(f"  {label}: {counts.get(label, 0)}")
+    log_output = next((o for o in runtime.outputs if isinstance(o, CountLog)), None)
+    if log_output is None:
+        return
+    print(f"totals kept in {log_output.totals_path} (every run today, {log_output.day}; "
+          f"another --state-dir starts from zero):")
+    for label, count in log_output.totals.items():
+        print(f"  {label}: {count}")
 
 
 def _check_model(config: EdgeConfig) -> str:

@@ -36,7 +36,7 @@ def open_source(spec: str, config: Any) -> FrameSource:
     if not spec or not spec.strip():
         # Path("") is the current directory: an empty source would read it, recursively.
         raise CameraError("[camera] source is empty; give picamera2, /dev/video0, a video file, "
-                          "an rtsp:// URL or an image folder")
+                          "an rtsp:// URL, an image or an image folder")
     kind = source_kind(spec)
     if kind == "picamera2":
         from .picamera2 import Picamera2Source
