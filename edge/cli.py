@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .cli_runner import run_command
+from .cli_runner import plain_help, run_command
 from .config import EdgeConfig, example_config, load_edge_config
 from .errors import CameraError, MaskipyError
 from .outputs.counts import CountLog
@@ -165,7 +165,8 @@ def _check_state_dir(config: EdgeConfig) -> str:
         raise MaskipyError(f"{state}: not a folder; {fix}")
     parent = next((p for p in state.parents if p.exists()), Path("/"))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise MaskipyError(f"{state} does not exist and {parent} is not a writable folder to create it in; {fix}")
+        raise MaskipyError(f"{state} does not exist and {parent} is not a writable folder to create it "
+                           f"in; {fix}")
     return f"{state} does not exist yet; run would create it (in {parent}, writable)"
 
 
@@ -244,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
+    # -v after the subcommand too (`run -v`); SUPPRESS keeps `-v run` from being reset by the default.
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log debug messages")
     common.add_argument("--config", help="config.ini (default: built-in defaults)")
     common.add_argument("--source", help="override [camera] source")
     common.add_argument("--model", help="override [classifier] model (a bundle directory)")
@@ -257,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     example = sub.add_parser("example-config", help=cmd_example_config.__doc__)
     example.set_defaults(func=cmd_example_config)
     sub.add_parser("bundle", help=cmd_bundle.__doc__, add_help=False)
-    return parser
+    return plain_help(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
