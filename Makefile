@@ -35,7 +35,7 @@ $(LEGACY_VENV)/.ok: setup.cfg Makefile
 setup-edge: $(VENV)/.edge
 setup-dev: $(VENV)/.dev
 
-## run: camera-less demo: image folder → Haar faces → bundled int8 model → counts (log output, no GPIO)
+## run: camera-less demo: image folder (or one photo) → YuNet faces → bundled int8 model → counts (log output, no GPIO)
 run: $(VENV)/.edge
 	$(BIN)/maskipy-edge run --source $(SOURCE) --state-dir $(STATE)
 
@@ -43,7 +43,7 @@ run: $(VENV)/.edge
 test: $(VENV)/.dev $(LEGACY_VENV)/.ok
 	$(BIN)/ruff check edge trainer converters bench tests docs ansible
 	MASKIPY_LEGACY_PYTHON=$$(test -f $(LEGACY_VENV)/.ok && echo $(CURDIR)/$(LEGACY_VENV)/bin/python) \
-	  $(BIN)/python -m pytest -q -p no:cacheprovider
+	  $(BIN)/python -m pytest -q -rs -p no:cacheprovider
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check edge trainer converters bench tests docs ansible

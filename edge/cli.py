@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .cli_runner import run_command
+from .cli_runner import plain_help, run_command
 from .config import EdgeConfig, example_config, load_edge_config
 from .errors import CameraError, MaskipyError
+from .outputs.counts import CountLog
 from .service.journal import setup_logging
 
 # PID_FILE: the bundle manager reads it to send SIGHUP after installing a model.
@@ -64,15 +65,32 @@ def cmd_run(args: argparse.Namespace) -> int:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
     timing = runtime.timer.as_dict()
+    if timing["frames"] == 0 and not runtime.stop_requested and args.max_frames != 0:
+        # A run that read nothing counted nothing: never a success, whatever the reason.
+        raise CameraError(f"{runtime.source_spec}: no frame could be read (see the warnings above); "
+                          f"give images or a video OpenCV can decode, or another source")
     print(f"{timing['frames']} frames, {timing['faces']} faces")
-    for label in config.classifier.labels:
-        print(f"{label}: {counts.get(label, 0)}")
+    _print_counts(config, runtime, counts)
     unsaved = [o.degraded for o in runtime.outputs if getattr(o, "degraded", None)]
     if unsaved:
         print(f"{PROG}: error: {'; '.join(unsaved)}; fix {config.counts.state_dir} (space, "
               f"permissions, totals.json) and the next start adds the logged events back", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_counts(config: EdgeConfig, runtime: Any, counts: dict[str, int]) -> None:
+    """This run's counts, then the totals kept in the state folder (every run today), each named."""
+    print("counted in this run:")
+    for label in config.classifier.labels:
+        print(f"  {label}: {counts.get(label, 0)}")
+    log_output = next((o for o in runtime.outputs if isinstance(o, CountLog)), None)
+    if log_output is None:
+        return
+    print(f"totals kept in {log_output.totals_path} (every run today, {log_output.day}; "
+          f"another --state-dir starts from zero):")
+    for label, count in log_output.totals.items():
+        print(f"  {label}: {count}")
 
 
 def _check_model(config: EdgeConfig) -> str:
@@ -136,15 +154,20 @@ def _check_gpio(config: EdgeConfig) -> str:
 
 
 def _check_state_dir(config: EdgeConfig) -> str:
+    """Whether ``run`` could write its counts there, without creating or writing anything."""
     state = Path(config.counts.state_dir)
-    try:
-        state.mkdir(parents=True, exist_ok=True)
-        probe = state / ".check"
-        probe.write_text("ok", encoding="utf-8")
-        probe.unlink()
-    except OSError as exc:
-        raise MaskipyError(f"{state}: not writable ({exc}); set [counts] state_dir or --state-dir") from None
-    return f"{state} writable"
+    fix = "set [counts] state_dir or --state-dir"
+    if state.is_dir():
+        if not os.access(state, os.W_OK | os.X_OK):
+            raise MaskipyError(f"{state}: not writable by this user; {fix}")
+        return f"{state} writable"
+    if state.exists():
+        raise MaskipyError(f"{state}: not a folder; {fix}")
+    parent = next((p for p in state.parents if p.exists()), Path("/"))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise MaskipyError(f"{state} does not exist and {parent} is not a writable folder to create it "
+                           f"in; {fix}")
+    return f"{state} does not exist yet; run would create it (in {parent}, writable)"
 
 
 def _check_mqtt(config: EdgeConfig) -> str:
@@ -165,6 +188,10 @@ def _running_gate(config: EdgeConfig) -> str:
             f"check, then start it again")
 
 
+# The checks that reuse another's work: the pipeline check runs the model on a frame from the source.
+CHECK_NEEDS = {"pipeline": ("model", "source")}
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Preflight: config, model, source, GPIO, state directory and MQTT broker, each ✓ or ✗."""
     try:
@@ -180,16 +207,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     checks: list[tuple[str, Callable[[EdgeConfig], str]]] = [
         ("model", _check_model), ("source", _check_source), ("pipeline", _check_pipeline),
         ("gpio", _check_gpio), ("state", _check_state_dir), ("mqtt", _check_mqtt)]
-    failed = 0
+    failed: list[str] = []
     for name, check in checks:
+        needs = [n for n in CHECK_NEEDS.get(name, ()) if n in failed]
+        if needs:  # its cause is printed above once; the same message again would say nothing new
+            failed.append(name)
+            print(f"✗ {name}: not run: needs a working {' and '.join(needs)} (see above)")
+            continue
         try:
             print(f"✓ {name}: {check(config)}")
         except (MaskipyError, OSError) as exc:
-            failed += 1
+            failed.append(name)
             print(f"✗ {name}: {exc}")
         except Exception as exc:
             # gpiozero's pin errors are not ours; report them as a failed check, not a crash.
-            failed += 1
+            failed.append(name)
             print(f"✗ {name}: {type(exc).__name__}: {exc}")
     return 1 if failed else 0
 
@@ -213,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
+    # -v after the subcommand too (`run -v`); SUPPRESS keeps `-v run` from being reset by the default.
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log debug messages")
     common.add_argument("--config", help="config.ini (default: built-in defaults)")
     common.add_argument("--source", help="override [camera] source")
     common.add_argument("--model", help="override [classifier] model (a bundle directory)")
@@ -226,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     example = sub.add_parser("example-config", help=cmd_example_config.__doc__)
     example.set_defaults(func=cmd_example_config)
     sub.add_parser("bundle", help=cmd_bundle.__doc__, add_help=False)
-    return parser
+    return plain_help(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,6 +47,24 @@ def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def _plain(text: str | None) -> str | None:
+    return text.replace("``", "") if isinstance(text, str) else text
+
+
+def plain_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Drop reStructuredText's double backticks from ``parser``'s help texts (docstrings are reused as
+    help; ``--help`` is read in a terminal), its subcommands' too; returns ``parser``."""
+    parser.description, parser.epilog = _plain(parser.description), _plain(parser.epilog)
+    for action in parser._actions:
+        action.help = _plain(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = _plain(choice.help)
+            for sub in action.choices.values():
+                plain_help(sub)
+    return parser
+
+
 def report_error(prog: str, exc: BaseException, hint: str = "") -> int:
     """Print ``prog: error: ...`` (the traceback too when DEBUG is set) and return exit code 1.
 
@@ -74,7 +92,7 @@ def run_command(prog: str, parser: argparse.ArgumentParser,
     anything else is a bug and keeps its traceback. ``hint`` may add a fix for one of them.
     ``intermixed``: options may follow positional arguments (``parse_intermixed_args``).
     """
-    add_version(parser)
+    add_version(plain_help(parser))
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_intermixed_args(argv) if intermixed else parser.parse_args(argv)
     try:

@@ -184,6 +184,11 @@ class EdgeRuntime:
         self.notifier.ready(self.status_line())
         return ok
 
+    @property
+    def stop_requested(self) -> bool:
+        """Whether stop() ended the run (SIGTERM, Ctrl-C), rather than the source or max_frames."""
+        return self._stop.is_set()
+
     def stop(self) -> None:
         """Ask the loop to finish after the current frame (SIGTERM, Ctrl-C)."""
         self._stop.set()
@@ -197,5 +202,7 @@ class EdgeRuntime:
         close_outputs(self.outputs)
         if self.watchdog is not None:
             self.watchdog.close()
-        log.info("timings: %s", self.timer.as_dict()["ms_per_frame"])
+        if self.timer.frames:  # a run that never got a frame has no timings worth a line
+            stages = self.timer.as_dict()["ms_per_frame"]
+            log.info("timings (ms per frame): %s", ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
         self.notifier.close()

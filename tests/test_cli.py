@@ -81,7 +81,8 @@ def test_run_on_the_scenes_counts_logs_and_drives_mock_pins(tmp_path, default_bu
                  "--state-dir", str(state), "--max-frames", "20"])
     out = capsys.readouterr().out
     assert code == 0
-    printed = dict(line.split(": ") for line in out.splitlines() if ": " in line)
+    this_run = out.split("totals kept in")[0]  # this run's counts come first, then the state's totals
+    printed = dict(line.strip().split(": ") for line in this_run.splitlines() if ": " in line)
     assert set(printed) == {"properly_masked", "improperly_masked", "unmasked"}
     total = sum(int(v) for v in printed.values())
     assert out.startswith("10 frames") and total > 0

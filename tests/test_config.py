@@ -21,7 +21,8 @@ def write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(("text", "message"), [
     ("[camera]\nfps = 0\n", r"config.ini \[camera\] fps = 0: out of range; use 1-120"),
     ("[camera]\nfsp = 10\n", r"\[camera\] fsp = 10: unknown key; did you mean 'fps'\?"),
-    ("[camra]\nfps = 10\n", r"\[camra\]: unknown section; known sections: "),
+    ("[camra]\nfps = 10\n", r"\[camra\]: unknown section; did you mean \[camera\]\?"),
+    ("[zzz]\nfps = 10\n", r"\[zzz\]: unknown section; known sections: "),
     ("[camera]\nloop = maybe\n", r"\[camera\] loop = maybe: not valid; use yes or no"),
     ("[detector]\ntype = dnn\n",
      r"\[detector\] type = dnn: unknown value 'dnn'; use one of yunet, ssd, haar"),

@@ -26,7 +26,7 @@ sys.path.insert(0, str(BENCH))
 from mosquitto import MOSQUITTO, Mosquitto, Recorder, free_port, make_tls_files  # noqa: E402
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed; "
-                                "apt-get install -y --no-install-recommends mosquitto mosquitto-clients")
+                                "apt-get install -y --no-install-recommends mosquitto")
 
 LABELS = ("properly_masked", "improperly_masked", "unmasked")
 GATE = "door-1"

@@ -93,6 +93,8 @@ def test_source_kind_and_device_parsing(tmp_path):
     assert source_kind("0") == source_kind("/dev/video2") == source_kind("rtsp://cam/stream") == "opencv"
     assert source_kind(str(tmp_path)) == "folder"
     assert source_kind(str(tmp_path / "clip.mp4")) == "opencv"
+    (tmp_path / "door.jpg").write_bytes(b"x")
+    assert source_kind(str(tmp_path / "door.jpg")) == "folder"  # one still: a folder of one
     assert parse_device("/dev/video2") == 2 and parse_device("3") == 3 and parse_device("a.mp4") is None
 
 

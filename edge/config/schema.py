@@ -135,6 +135,14 @@ def read_ini(path: str | Path | None) -> configparser.ConfigParser:
     return parser
 
 
+def _close_hint(name: str, known: Iterable[str]) -> str:
+    """``did you mean [x]?`` for a misspelt section, else the list of known sections."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"did you mean [{close[0]}]?" if close else f"known sections: {', '.join(sorted(known))}"
+
+
 def parse_sections(parser: configparser.ConfigParser, schema: Mapping[str, type], path: str,
                    foreign: Iterable[str] = ()) -> dict[str, Any]:
     """Validate every section of ``parser`` against ``schema``.
@@ -150,7 +158,7 @@ def parse_sections(parser: configparser.ConfigParser, schema: Mapping[str, type]
             errors.append(f"{path} [DEFAULT]: not supported; put each key under its own section "
                           f"(known sections: {known})")
         elif name not in schema and name not in foreign:
-            errors.append(f"{path} [{name}]: unknown section; known sections: {known}")
+            errors.append(f"{path} [{name}]: unknown section; {_close_hint(name, set(schema) | foreign)}")
     out: dict[str, Any] = {}
     for name, cls in schema.items():
         values = dict(parser.items(name)) if parser.has_section(name) else {}

@@ -8,19 +8,22 @@ from typing import Any
 from ..config import CameraConfig
 from ..errors import CameraError
 from .base import FrameSource
+from .folder import is_image_file
 from .opencv import is_stream, parse_device  # cv2 itself is imported only when a source opens
 
 __all__ = ["FrameSource", "open_source", "source_kind"]
 
 
 def source_kind(spec: str) -> str:
-    """Which module handles ``spec``: picamera2, opencv or folder."""
+    """Which module handles ``spec``: picamera2, opencv or folder (an image folder or one image file)."""
     text = spec.strip()
     if text.lower() == "picamera2" or text.lower().startswith("picamera2:"):
         return "picamera2"
     if parse_device(text) is not None or is_stream(text):
         return "opencv"
-    return "folder" if Path(text).expanduser().is_dir() else "opencv"
+    path = Path(text).expanduser()
+    # One photo is a folder of one still, not a one-frame video the tracker never gets two votes from.
+    return "folder" if path.is_dir() or is_image_file(path) else "opencv"
 
 
 def open_source(spec: str, config: Any) -> FrameSource:
@@ -33,7 +36,7 @@ def open_source(spec: str, config: Any) -> FrameSource:
     if not spec or not spec.strip():
         # Path("") is the current directory: an empty source would read it, recursively.
         raise CameraError("[camera] source is empty; give picamera2, /dev/video0, a video file, "
-                          "an rtsp:// URL or an image folder")
+                          "an rtsp:// URL, an image or an image folder")
     kind = source_kind(spec)
     if kind == "picamera2":
         from .picamera2 import Picamera2Source

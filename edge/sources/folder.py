@@ -1,4 +1,4 @@
-"""A source that reads the images of a folder (and its subfolders) in name order."""
+"""A source that reads the images of a folder (and its subfolders) in name order, or one image file."""
 
 from __future__ import annotations
 
@@ -30,13 +30,20 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in found if p.is_file())
 
 
-class FolderSource(FrameSource):
-    """Each image of a folder is one frame; unreadable images are skipped with a warning.
+def is_image_file(path: Path) -> bool:
+    """Whether ``path`` is one still image (by its suffix), which FolderSource reads as a folder of one."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
-    The frames are unrelated photos (``stills``), so the runtime judges each on its own. The run
-    ends after the last image unless ``loop``::
+
+class FolderSource(FrameSource):
+    """Each image of a folder (or one image file) is one frame; unreadable images are skipped with a
+    warning.
+
+    The frames are unrelated photos (``stills``), so the runtime judges each on its own: a person in
+    one photo is counted from that photo. The run ends after the last image unless ``loop``::
 
         source = FolderSource("demo/", loop=False)
+        source = FolderSource("door.jpg")
     """
 
     stills = True
@@ -44,9 +51,12 @@ class FolderSource(FrameSource):
     def __init__(self, folder: str | Path, *, loop: bool = False) -> None:
         super().__init__(str(folder))
         self.folder = Path(folder)
-        if not self.folder.is_dir():
+        if is_image_file(self.folder):
+            self.paths = [self.folder]
+        elif not self.folder.is_dir():
             raise CameraError(f"{folder}: image folder not found; give an existing folder of JPEG/PNG files")
-        self.paths = list_images(self.folder)
+        else:
+            self.paths = list_images(self.folder)
         if not self.paths:
             raise CameraError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder; "
                               f"add some or pick another source")

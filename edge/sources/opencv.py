@@ -52,7 +52,7 @@ class OpenCVSource(FrameSource):
         self.loop = loop
         if self.is_file and not Path(spec).is_file():
             raise CameraError(f"{spec}: video file not found; give a camera index, /dev/videoN, "
-                              f"a video file, an rtsp:// URL or an image folder")
+                              f"a video file, an rtsp:// URL, an image or an image folder")
         if self.is_stream:
             self._capture = cv2.VideoCapture(spec, cv2.CAP_FFMPEG, [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_OPEN_TIMEOUT_MS,
