@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import DATA, bench_main, format_table, provenance, resolve_bundle
 from bench_pipelines import haar_reference_ms
-from model_macs import model_macs
+from model_macs import model_macs, yunet_mmacs
 from pi_estimate import (
     FLOAT_OVER_INT8,
     PI4_HAAR_320_MS,
@@ -56,7 +56,6 @@ from pi_estimate import (
 from maskipy.edge.config import DetectorConfig
 from maskipy.edge.detectors import Detection, build_detector
 from maskipy.edge.detectors.ssd import resolve_detector_model
-from maskipy.edge.detectors.yunet import resolve_yunet_model
 from maskipy.edge.geometry import apply_framing, clip_box, nms
 
 CLASSES = ("properly_masked", "improperly_masked", "unmasked")
@@ -283,24 +282,6 @@ def evaluate(config: DetectorConfig | str, photos: list, frames: dict[str, np.nd
         result[f"false48_per_photo{suffix}"] = round(float(np.mean(false48[suffix])), 3)
     result["ms_640x480"] = round(statistics.median(samples), 2)
     return result
-
-
-def yunet_mmacs(model: str, long_side: int) -> float:
-    """MMACs of one YuNet call on a 640x480 frame scaled to ``long_side`` (0: full): each convolution's
-    output elements x its weights per output channel, shapes from OpenCV DNN at that input (its
-    getFLOPS ignores the input size of the fixed 640x640 export)."""
-    net = cv2.dnn.readNetFromONNX(str(resolve_yunet_model(model) / "model.onnx"))
-    w, h = (640, 480) if not long_side else (long_side, round(480 * long_side / 640))
-    # YuNet's blocks need sides divisible by 32: FaceDetectorYN pads its input up to that.
-    shape = (1, 3, -(-h // 32) * 32, -(-w // 32) * 32)
-    ids, _, outputs = net.getLayersShapes(shape)
-    total = 0
-    for index, layer_id in enumerate(ids):
-        layer = net.getLayer(int(np.ravel(layer_id)[0]))
-        if layer.type == "Convolution" and layer.blobs:
-            weights = layer.blobs[0]
-            total += int(np.prod(outputs[index][0])) // weights.shape[0] * weights.size
-    return round(total / 1e6, 1)
 
 
 def cost(name: str, config: DetectorConfig | str, x86_ms: float, cpu_factor: float) -> dict[str, Any]:

@@ -9,10 +9,11 @@ the faces we placed, and a box on a photo's own face is neither a hit nor a fals
 
 Rows, all timed in one run on the same frames so their ratios hold on a busy machine: the seed
 (Haar frontalface_default 1.1/5 on every full-resolution frame, Keras predict per face), the edge
-as shipped (SSD detector) and, unless ``--no-variants``, the edge with each of VARIANTS. The time
+as shipped (YuNet detector) and, unless ``--no-variants``, the edge with each of VARIANTS. The time
 to count (first frame of a person to the frame the runtime's tracker counts them, in frames / 15)
 is measured for every edge row and, on streams of their own, for every_n_frames 1/2/3 x min_votes
-2/3 (COUNT_GRID). The Raspberry Pi figures are an estimate from MAC counts (``pi_estimate.py``).
+2/3 (COUNT_GRID). The Raspberry Pi figures are an estimate from MAC counts (``pi_estimate.py``): the
+detector models' (YuNet or SSD) and the classifier's.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from bench_common import (
 from bench_frames import Stream
 from bench_pipelines import EdgePipeline, SeedPipeline, default_config_dict, edge_config, haar_reference_ms
 from edge_report import print_report
-from pi_estimate import model_figures, pi_estimate
+from pi_estimate import model_figures, pi_estimate, yunet_figures
 from stream_metrics import MATCH_IOU, STAGES, STREAM_FPS, Tally, match_faces
 
 from maskipy.edge.errors import ConfigError
@@ -180,13 +181,24 @@ def make_pipelines(seed_model: Any, bundle: Path, state: Path,
     return pipelines, skipped
 
 
+def detector_models(detector: Any) -> list[str]:
+    """The ``name@size`` keys of the models a ``[detector]`` config runs (``model_report``'s keys):
+    SSD models at their input size, the YuNet model at its long side; none for Haar."""
+    if detector.type == "ssd":
+        from maskipy.edge.detectors.ssd import load_ssd_model
+
+        return [f"{m}@{detector.ssd_input_size or load_ssd_model(m).input_size}" for m in detector.ssd_models]
+    if detector.type == "yunet":
+        from maskipy.edge.detectors.yunet import resolve_yunet_model
+
+        return [f"{resolve_yunet_model(detector.yunet_model).name}@{detector.yunet_long_side or 'full'}"]
+    return []
+
+
 def run_setup(pipeline: EdgePipeline) -> dict[str, Any]:
     """What a run's Pi estimate needs to know about its config."""
     d, c, t = pipeline.config.detector, pipeline.config.classifier, pipeline.config.tracking
-    from maskipy.edge.detectors.ssd import load_ssd_model
-
-    models = [f"{m}@{d.ssd_input_size or load_ssd_model(m).input_size}" for m in d.ssd_models]
-    return {"detector": d.type, "ssd_models": models, "detector_threads": d.num_threads,
+    return {"detector": d.type, "detector_models": detector_models(d), "detector_threads": d.num_threads,
             "classifier_threads": c.num_threads, "every_n_frames": d.every_n_frames,
             "min_votes": t.min_votes, "vote_frames": t.vote_frames}
 
@@ -195,17 +207,25 @@ def model_report(pipelines: dict[str, Any], bundle: Path) -> dict[str, Any]:
     """sha256, MACs, this machine's invoke ms and the estimated Pi 4 ms of every model the runs use."""
     from maskipy.edge.bundle import load_bundle
     from maskipy.edge.detectors.ssd import load_ssd_model
+    from maskipy.edge.detectors.yunet import load_yunet_model
 
     edges = [p for p in pipelines.values() if isinstance(p, EdgePipeline)]
-    used = sorted({(m, p.config.detector.ssd_input_size) for p in edges if p.config.detector.type == "ssd"
-                   for m in p.config.detector.ssd_models})
+    ssd = sorted({(m, p.config.detector.ssd_input_size) for p in edges if p.config.detector.type == "ssd"
+                  for m in p.config.detector.ssd_models})
+    yunet = sorted({(p.config.detector.yunet_model, p.config.detector.yunet_long_side) for p in edges
+                    if p.config.detector.type == "yunet"})
     threads = edges[0].config.detector.num_threads
     detectors = {}
-    for name, size in used:
+    for name, size in ssd:
         model = load_ssd_model(name)
         detectors[f"{name}@{size or model.input_size}"] = {
             **model_figures(str(model.path), threads, input_size=size or model.input_size),
             "trained_input_size": model.input_size, "sha256": model.sha256,
+            "licence": model.metadata.get("licence"), "source": model.metadata.get("source")}
+    for name, long_side in yunet:
+        model = load_yunet_model(name)  # verifies the file against model.json's sha256
+        detectors[f"{model.name}@{long_side or 'full'}"] = {
+            **yunet_figures(str(model.path.parent), long_side, threads), "sha256": model.sha256,
             "licence": model.metadata.get("licence"), "source": model.metadata.get("source")}
     loaded = load_bundle(bundle)
     classifier = {**model_figures(str(loaded.model_path), edges[0].config.classifier.num_threads),

@@ -1,4 +1,5 @@
-"""Multiply-accumulates of a TFLite model's convolutions, read from the interpreter's op list.
+"""Multiply-accumulates of a TFLite model's convolutions, read from the interpreter's op list, and of
+a YuNet ONNX detector's (``yunet_mmacs``: shapes from OpenCV DNN at the scaled frame).
 
 The Pi estimate (``pi_estimate.py``) turns MACs into Pi milliseconds with a public per-MAC
 rate, so it needs the work each model does per call, not its x86 time::
@@ -14,9 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from maskipy.edge.classifier.interpreter import load_interpreter_class
+from maskipy.edge.detectors.yunet import resolve_yunet_model, scaled_size
 
 # Ops that do the multiply-accumulate work; everything else (ADD, RELU, pooling, reshapes) is
 # memory traffic, small beside these in a MobileNet/BlazeFace-style network.
@@ -102,6 +105,53 @@ def invoke_ms(path: str | Path, threads: int = 2, runs: int = 20, input_size: in
         interpreter.invoke()
         if i >= 3:
             samples.append(1000.0 * (time.perf_counter() - start))
+    return round(statistics.median(samples), 3)
+
+
+def yunet_input(long_side: int, frame: tuple[int, int] = (640, 480)) -> tuple[int, int]:
+    """(width, height) YuNet runs at for a ``frame`` (width, height) scaled to ``long_side`` (0: as
+    it is), as the edge's YuNet detector scales it."""
+    width, height, _ = scaled_size((frame[1], frame[0]), long_side)
+    return width, height
+
+
+def yunet_mmacs(model: str, long_side: int, frame: tuple[int, int] = (640, 480)) -> float:
+    """MMACs of one YuNet call on a ``frame`` (width, height; 640x480 by default) scaled to
+    ``long_side`` (0: full): each convolution's output elements x its weights per output channel,
+    shapes from OpenCV DNN at that input (its getFLOPS ignores the input size of the fixed 640x640
+    export)."""
+    net = cv2.dnn.readNetFromONNX(str(resolve_yunet_model(model) / "model.onnx"))
+    w, h = yunet_input(long_side, frame)
+    # YuNet's blocks need sides divisible by 32: FaceDetectorYN pads its input up to that.
+    shape = (1, 3, -(-h // 32) * 32, -(-w // 32) * 32)
+    ids, _, outputs = net.getLayersShapes(shape)
+    total = 0
+    for index, layer_id in enumerate(ids):
+        layer = net.getLayer(int(np.ravel(layer_id)[0]))
+        if layer.type == "Convolution" and layer.blobs:
+            weights = layer.blobs[0]
+            total += int(np.prod(outputs[index][0])) // weights.shape[0] * weights.size
+    return round(total / 1e6, 1)
+
+
+def yunet_invoke_ms(model: str, long_side: int, threads: int = 2, runs: int = 20,
+                    frame: tuple[int, int] = (640, 480)) -> float:
+    """Median ms of one ``cv2.FaceDetectorYN.detect`` on this machine, on a zero frame already at the
+    size YuNet runs at (``yunet_input``), with ``threads`` OpenCV threads (after 3 untimed calls)."""
+    w, h = yunet_input(long_side, frame)
+    detector = cv2.FaceDetectorYN.create(str(resolve_yunet_model(model) / "model.onnx"), "", (w, h))
+    image = np.zeros((h, w, 3), np.uint8)
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        samples = []
+        for i in range(runs + 3):
+            start = time.perf_counter()
+            detector.detect(image)
+            if i >= 3:
+                samples.append(1000.0 * (time.perf_counter() - start))
+    finally:
+        cv2.setNumThreads(previous)
     return round(statistics.median(samples), 3)
 
 

@@ -10,6 +10,9 @@ built (every figure and assumption is also written into the JSON, ``pi_estimate.
 - The BlazeFace detectors are float32 (fp16 weights dequantized at load): float MACs are taken as
   FLOAT_OVER_INT8 times dearer than int8 ones on the Pi 4's Cortex-A72 (XNNPACK; 1.5-2.5x is the
   usual range). Fewer threads than 4 cost PI_THREAD_SLOWDOWN.
+- YuNet (the default detector; float32 ONNX in OpenCV DNN, ``cv2.FaceDetectorYN``): its MACs
+  (``model_macs.yunet_mmacs``, on a 640x480 frame scaled to ``yunet_long_side``) are priced the same
+  way. ASSUMED, not measured: OpenCV DNN on the Pi runs float MACs at XNNPACK float's rate.
 - Everything else (resize, letterbox, box decoding, NMS, crops, tracking; Haar cascades) scales
   from this machine by the Pi 4 / this machine ratio of one plain Haar pass on a 320-px-wide frame
   (PI4_HAAR_320_MS over ``haar_320_reference_ms``): plain scalar/SIMD CPU work.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model_macs import invoke_ms, model_macs
+from model_macs import invoke_ms, model_macs, yunet_input, yunet_invoke_ms, yunet_mmacs
 
 PI4_INT8_MOBILENETV2_MS = 22.0
 MOBILENETV2_MMACS = 300.0
@@ -40,6 +43,14 @@ ASSUMPTIONS = {
     "threads": f"time at N threads = 4-thread time x {PI_THREAD_SLOWDOWN} (assumed, imperfect scaling)",
     "other_cpu_work": f"this machine's ms x (Pi 4 plain Haar 320 px ≈ {PI4_HAAR_320_MS} ms / the same pass "
                       "timed here)",
+    "yunet": "YuNet (float32 ONNX, OpenCV DNN): its MACs priced as float32 TFLite ones above, i.e. "
+             "ASSUMED that OpenCV DNN on the Pi runs float MACs at XNNPACK float's rate (not measured); "
+             "MACs and x86 ms per call on a 640x480 (4:3) frame scaled to yunet_long_side, so 16:9 "
+             "frames (fewer rows to run) are overestimated; priced at [detector] num_threads (2) like "
+             "the SSD, though the edge leaves OpenCV at its default (all 4 cores of a Pi 4: faster)",
+    "detect_estimate": "ssd and yunet runs: the models' Pi 4 ms per detect call + the rest of detect "
+                       "(x86 detect ms per detected frame - the models' x86 ms per call) x cpu_factor; "
+                       "haar: x86 detect ms x cpu_factor",
     "pi5_over_pi4": PI5_OVER_PI4,
     "decode": "left out: the Pi camera hands over raw frames",
 }
@@ -57,15 +68,28 @@ def model_figures(path: str, threads: int, runs: int = 20, input_size: int = 0) 
             "x86_invoke_ms": invoke_ms(path, threads, runs, input_size)}
 
 
+def yunet_figures(model: str, long_side: int, threads: int, runs: int = 20) -> dict[str, Any]:
+    """As ``model_figures`` for a YuNet model run on a 640x480 frame scaled to ``long_side`` (0: full):
+    MACs, Pi 4 ms per call (estimated; float32) and this machine's ms per ``FaceDetectorYN.detect``."""
+    mmacs = yunet_mmacs(model, long_side)
+    slowdown = PI_THREAD_SLOWDOWN.get(min(4, threads), 1.0)
+    pi4_ms = mmacs / PI4_INT8_MMAC_PER_MS * FLOAT_OVER_INT8 * slowdown
+    w, h = yunet_input(long_side)
+    return {"path": model, "mmacs": mmacs, "compute_dtype": "float32", "input_shape": [1, 3, h, w],
+            "frame": [640, 480], "threads": threads, "pi4_ms_estimate": round(pi4_ms, 2),
+            "x86_invoke_ms": yunet_invoke_ms(model, long_side, threads, runs)}
+
+
 def run_pi_ms(run: dict[str, Any], setup: dict[str, Any], models: dict[str, Any], cpu_factor: float
               ) -> dict[str, float]:
     """Estimated Pi 4 ms per frame of one run, by stage, from its x86 stage means."""
     mean = {s: run["stages_ms"][s]["mean"] for s in run["stages_ms"]}
     frames, inferred = run["frames"], run["inferred_frames"]
     detect = mean["detect"] * cpu_factor
-    if setup["detector"] == "ssd" and inferred:
+    names = setup.get("detector_models", setup.get("ssd_models", []))  # ssd_models: older JSON
+    if setup["detector"] in ("ssd", "yunet") and names and inferred:
         per_inferred = mean["detect"] * frames / inferred
-        detectors = [models["detectors"][name] for name in setup["ssd_models"]]
+        detectors = [models["detectors"][name] for name in names]
         rest = max(0.0, per_inferred - sum(d["x86_invoke_ms"] for d in detectors))
         detect = inferred / frames * (sum(d["pi4_ms_estimate"] for d in detectors) + rest * cpu_factor)
     classify = run["faces_classified_per_frame"] * models["classifier"]["pi4_ms_estimate"]

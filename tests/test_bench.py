@@ -65,7 +65,7 @@ def test_edge_pipeline_writes_stage_times_speedup_recall_and_time_to_count(tmp_p
     assert entry["speedup_vs_seed"] == round(entry["edge"]["fps"] / entry["seed"]["fps"], 2)
     haar = entry["variants"]["detector=haar"]
     assert haar["fps"] > 0 and data["runs"]["edge[detector=haar]"]["detector"] == "haar"
-    assert data["runs"]["edge"]["detector"] == "ssd"
+    assert data["runs"]["edge"]["detector"] == "yunet"
     counts = entry["edge"]["time_to_count"]
     assert counts["people"] == 1 and counts["goal_s"] == 0.5
     assert data["time_to_count"]["shipped_default"] == "every_n_frames=2,min_votes=2"
@@ -75,7 +75,8 @@ def test_edge_pipeline_writes_stage_times_speedup_recall_and_time_to_count(tmp_p
     assert data["frame_types"]["scenes"]["edge"]["recall"] is None
     assert data["settings"]["backgrounds"] == "real" and data["provenance"]["commit"] != "unknown"
     models = data["models"]
-    assert set(models["detectors"]) == set(data["runs"]["edge"]["ssd_models"])
+    assert set(models["detectors"]) == set(data["runs"]["edge"]["detector_models"])
+    assert data["runs"]["edge[detector=haar]"]["detector_models"] == []
     assert all(len(m["sha256"]) == 64 and m["mmacs"] > 0 for m in models["detectors"].values())
     assert len(models["classifier"]["sha256"]) == 64
     assert {"speedup_ok", "recall_ok", "count_ok"} <= set(data["bars"])
@@ -83,6 +84,23 @@ def test_edge_pipeline_writes_stage_times_speedup_recall_and_time_to_count(tmp_p
     pi = data["pi_estimate"]
     assert pi["estimate_only"] and "pi4_int8_rate" in pi["assumptions"]
     assert pi["frame_types"]["640x480_1face"]["edge"]["pi4_fps"] > 0
+    # The default (YuNet) run's detect estimate is built from the YuNet model's MAC figure: its Pi 4 ms
+    # per detect call plus the rest of detect scaled by the CPU factor, not x86 ms x CPU factor alone.
+    from pi_estimate import FLOAT_OVER_INT8, PI4_INT8_MMAC_PER_MS, PI_THREAD_SLOWDOWN
+
+    yunet = models["detectors"]["yunet-n@320"]
+    assert data["runs"]["edge"]["detector_models"] == ["yunet-n@320"] and yunet["mmacs"] > 0
+    assert yunet["x86_invoke_ms"] > 0 and len(yunet["sha256"]) == 64
+    slowdown = PI_THREAD_SLOWDOWN[yunet["threads"]]
+    assert yunet["pi4_ms_estimate"] == pytest.approx(
+        yunet["mmacs"] / PI4_INT8_MMAC_PER_MS * FLOAT_OVER_INT8 * slowdown, abs=0.01)
+    edge_run = entry["edge"]
+    share = edge_run["inferred_frames"] / edge_run["frames"]
+    rest = max(0.0, edge_run["stages_ms"]["detect"]["mean"] / share - yunet["x86_invoke_ms"])
+    expected = share * (yunet["pi4_ms_estimate"] + rest * pi["cpu_factor"])
+    detect = pi["frame_types"]["640x480_1face"]["edge"]["pi4_ms_by_stage"]["detect"]
+    assert detect == pytest.approx(expected, rel=0.01, abs=0.05)
+    assert detect >= share * yunet["pi4_ms_estimate"] - 0.01
 
 
 def test_time_to_count_matches_count_events_to_the_faces_that_walked_in():
