@@ -31,9 +31,9 @@ CROP_MARGIN = 0.2
 # Face box width as a share of frame width: one person close to the gate, or four further back.
 FACE_SHARE = {1: (0.22, 0.28), 4: (0.13, 0.16)}
 CLASSES = ("unmasked", "properly_masked", "improperly_masked")
-# A scene photo's own face is found, to be ignored, when the SSD scores it at least this (the
-# edge's own threshold, so the edge finding a bystander is not a false positive) or the seed's
-# Haar finds it.
+# A scene photo's own face is found, to be ignored, when YuNet (the default detector) or the SSD
+# scores it at least this (their gate thresholds, so the edge finding a bystander is not a false
+# positive) or the seed's Haar finds it.
 OWN_FACE_SCORE = 0.3
 BACKDROPS = ("real", "blurred")
 
@@ -113,21 +113,24 @@ def real_background(size: tuple[int, int], index: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def _own_face_detector() -> Any:
+def _own_face_detectors() -> tuple[Any, ...]:
     from maskipy.edge.config import DetectorConfig
-    from maskipy.edge.detectors.ssd import SsdDetector
+    from maskipy.edge.detectors import build_detector
 
-    return SsdDetector(DetectorConfig(type="ssd", min_score=OWN_FACE_SCORE, min_face=16))
+    return tuple(build_detector(DetectorConfig(type=kind, min_score=OWN_FACE_SCORE,
+                                               yunet_min_score=OWN_FACE_SCORE, min_face=16))
+                 for kind in ("yunet", "ssd"))
 
 
 @functools.lru_cache(maxsize=32)
 def own_faces(size: tuple[int, int], index: int) -> tuple[Box, ...]:
-    """The faces a real background already holds: SSD boxes (edge framing) and the seed's Haar boxes."""
+    """The faces a real background already holds: YuNet's and the SSD's boxes (edge framing) and the
+    seed's Haar boxes."""
     photo = real_background(size, index)
     cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
     grey = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
     haar = [tuple(int(v) for v in b) for b in cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5)]
-    return tuple([d.box for d in _own_face_detector().detect(photo)] + haar)
+    return tuple([d.box for detector in _own_face_detectors() for d in detector.detect(photo)] + haar)
 
 
 def backdrop(size: tuple[int, int], index: int, kind: str = "real") -> np.ndarray:

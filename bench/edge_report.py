@@ -45,7 +45,8 @@ def print_report(result: dict[str, Any]) -> None:
     grid = result.get("time_to_count", {}).get("configs", {})
     if grid:
         streams = result["time_to_count"]["streams"]
-        print(f"\ntime to count, SSD detector, {streams['count']} streams of {streams['frames']} frames "
+        print(f"\ntime to count, the default detector, {streams['count']} streams of "
+              f"{streams['frames']} frames "
               f"at 640x480 ({streams['people']} people walking in at staggered frames):")
         rows = []
         for name, run in grid.items():
