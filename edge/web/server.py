@@ -1,22 +1,26 @@
-"""The status page's HTTP server: the standard library's ThreadingHTTPServer in a daemon thread."""
+"""The status page's HTTP server: http.server's request handler behind a bounded front door."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
+import io
 import json
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import HttpConfig
 from ..errors import OutputError
+from .frontdoor import FrontDoor, Limits
 from .metrics import GateMetrics
 from .preview import PreviewFeed
 from .status import GateStatus
@@ -25,6 +29,7 @@ log = logging.getLogger(__name__)
 
 BOUNDARY = "maskipy-frame"
 SNAPSHOT_WAIT_SECONDS = 3.0
+MAX_STREAMS = 3  # live previews at once; each holds one of the front door's workers
 # The page is one self-contained file: inline script and style, no CDN, images only from here.
 PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
                "img-src 'self' data:; connect-src 'self'")
@@ -47,22 +52,30 @@ def check_credentials(header: str | None, password: str) -> bool | None:
     return hmac.compare_digest(given.encode("utf-8"), password.encode("utf-8"))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Context:
+    """What a handler reads as ``self.server``: the app (one per server)."""
 
-    def __init__(self, address: tuple[str, int], app: StatusServer) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    def __init__(self, app: StatusServer) -> None:
         self.app = app
-        super().__init__(address, StatusHandler)
 
 
 class StatusHandler(BaseHTTPRequestHandler):
     """One request: check the password, then the page, /status.json, /metrics or the preview."""
 
-    server: _Server
+    server: _Context
+    request: tuple[socket.socket, bytes]
     server_version = "maskipy"
     sys_version = ""
+
+    def setup(self) -> None:
+        # The front door has read the request head already; the body, if any, is never read.
+        self.connection, head = self.request
+        self.rfile = io.BytesIO(head)
+        self.wfile = self.connection.makefile("wb", buffering=0)
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            self.wfile.close()
 
     def do_GET(self) -> None:
         app = self.server.app
@@ -120,11 +133,18 @@ class StatusHandler(BaseHTTPRequestHandler):
         feed = self._preview_or_404(app)
         if feed is None:
             return
-        self.send_response(HTTPStatus.OK)
-        self._common_headers()
-        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-        self.end_headers()
-        sequence = 0
+        with app.stream_slot() as admitted:
+            if not admitted:  # each stream holds a worker: keep some for the page and /metrics
+                self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"too many preview streams; try later\n",
+                           "text/plain; charset=utf-8", {"Retry-After": "10"})
+                return
+            self.send_response(HTTPStatus.OK)
+            self._common_headers()
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+            self.end_headers()
+            self._frames(app, feed, 0)
+
+    def _frames(self, app: StatusServer, feed: PreviewFeed, sequence: int) -> None:
         with feed.watch():
             while not app.stopping.is_set() and not feed.stopped:
                 got = feed.next_jpeg(sequence, 1.0)
@@ -134,7 +154,7 @@ class StatusHandler(BaseHTTPRequestHandler):
                 try:
                     self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                      f"{len(jpeg)}\r\n\r\n".encode("ascii") + jpeg + b"\r\n")
-                except (BrokenPipeError, ConnectionResetError):
+                except OSError:  # gone, or not taking frames within the send timeout
                     break
         self.close_connection = True
 
@@ -160,7 +180,7 @@ class StatusHandler(BaseHTTPRequestHandler):
         self.end_headers()
         try:
             self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:
             log.debug("http: %s went away", self.client_address[0])
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -168,41 +188,55 @@ class StatusHandler(BaseHTTPRequestHandler):
 
 
 class StatusServer:
-    """Serves the status page of one gate on ``[http] bind``:``port`` from a daemon thread.
+    """Serves the status page of one gate on ``[http] bind``:``port`` through a ``FrontDoor``.
 
     Requests are answered from ``GateStatus.snapshot()`` and the preview feed, so no request ever
-    waits on the frame loop or makes it wait. ``port = 0`` picks a free port (see ``url``)::
+    waits on the frame loop or makes it wait. Connections, threads, header time and request size
+    are bounded before the password is checked (``limits``); at most ``MAX_STREAMS`` previews
+    stream at once. ``port = 0`` picks a free port (see ``url``)::
 
         server = StatusServer(config.http, status, GateMetrics(status)); server.start()
         print(server.url); ...; server.close()
     """
 
     def __init__(self, http: HttpConfig, status: GateStatus, metrics: GateMetrics,
-                 preview: PreviewFeed | None = None) -> None:
+                 preview: PreviewFeed | None = None, limits: Limits | None = None) -> None:
         self.status, self.metrics, self.preview = status, metrics, preview
         self.password = http.password
         self.page = resources.files(__package__).joinpath("status.html").read_bytes()
         self.stopping = threading.Event()
+        self._streams = threading.BoundedSemaphore(MAX_STREAMS)
+        context = _Context(self)
         try:
-            self._server = _Server((http.bind, http.port), self)
+            self._door = FrontDoor((http.bind, http.port),
+                                   lambda conn, head, address: StatusHandler((conn, head), address, context),
+                                   limits)
         except OSError as exc:
             raise OutputError(f"[http] bind = {http.bind}, port = {http.port}: cannot listen there "
                               f"({exc.strerror or exc}); pick another port or address, or stop what "
                               f"uses it") from None
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="maskipy-http", daemon=True)
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._door.address[1])
 
     @property
     def url(self) -> str:
-        host = self._server.server_address[0]
+        host = self._door.address[0]
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
 
+    @contextlib.contextmanager
+    def stream_slot(self) -> Iterator[bool]:
+        """One of the ``MAX_STREAMS`` preview streams: yields False when all are taken."""
+        admitted = self._streams.acquire(blocking=False)
+        try:
+            yield admitted
+        finally:
+            if admitted:
+                self._streams.release()
+
     def start(self) -> StatusServer:
-        self._thread.start()
+        self._door.start()
         log.info("http: status page at %s%s", self.url, " (live preview on)" if self.preview else "")
         return self
 
@@ -211,6 +245,4 @@ class StatusServer:
         if self.stopping.is_set():
             return
         self.stopping.set()
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
+        self._door.close()

@@ -38,6 +38,9 @@ class GateView(Protocol):
     reloads: int
     reload_failures: int
     watchdog: SourceWatchdog | None
+    outputs: list[Any]
+
+    def problems(self) -> list[str]: ...
 
 
 class StageHistogram:
@@ -95,6 +98,8 @@ class GateStatus:
         self.model: dict[str, Any] = {}
         self.detector: dict[str, Any] = {}
         self.camera: dict[str, Any] = {"source": "", "reopens_total": 0, "reopens_last_minute": 0}
+        self.problems: list[str] = []
+        self.outputs: dict[str, dict[str, str | None]] = {}
         self._last_frame: float | None = None
         self._last_reopen = float("-inf")
         self._window: tuple[float, int, dict[str, float]] | None = None
@@ -142,6 +147,7 @@ class GateStatus:
         self._window = (now, timer.frames, dict(timer.seconds))
         self._refresh_model(runtime)
         self._refresh_camera(runtime)
+        self._refresh_outputs(runtime)
 
     def _refresh_model(self, runtime: GateView) -> None:
         bundle = runtime.bundle
@@ -167,6 +173,18 @@ class GateStatus:
                        "reopens_last_minute": len(watchdog.restarts),
                        "max_reopens_per_minute": camera.max_restarts_per_minute,
                        "stall_seconds": camera.stall_seconds}
+
+    def _refresh_outputs(self, runtime: GateView) -> None:
+        # What STATUS= says too: outputs with a ``degraded`` attribute (the count log, MQTT) and why.
+        self.problems = list(runtime.problems())
+        self.outputs = {}
+        for output in runtime.outputs:
+            if hasattr(output, "degraded"):
+                why = output.degraded
+                prefix = f"{output.name}: degraded, "
+                self.outputs[output.name] = {
+                    "state": "degraded" if why else "ok",
+                    "why": why[len(prefix):] if why and why.startswith(prefix) else why}
 
     def _roll_day(self, wall_time: float) -> None:
         day = day_of(wall_time)
@@ -194,6 +212,8 @@ class GateStatus:
                     "model": dict(self.model), "detector": dict(self.detector),
                     "frames": frames,
                     "camera": camera, "health": health(camera),
+                    "problems": list(self.problems),
+                    "outputs": {name: dict(state) for name, state in self.outputs.items()},
                     "uptime_s": round(now - self._started, 1)}
 
     def stage_histograms(self) -> dict[str, tuple[list[tuple[str, int]], float]]:
