@@ -114,6 +114,9 @@ class EdgeRuntime:
         """Run one frame through the pipeline and the outputs; the people counted in it."""
         now = self._clock()
         self._ping(now)
+        # People are followed in the scene's time: a recording's own, else now.
+        recorded = self.watchdog.frame_time if self.watchdog is not None else None
+        scene_time = now if recorded is None else recorded
         infer = self.stills or self.timer.frames % self.config.detector.every_n_frames == 0
         self.timer.frames += 1
         observations = self.observe(frame) if infer else None
@@ -121,10 +124,10 @@ class EdgeRuntime:
             if self.stills:
                 self.tracker.clear()
             if observations is None:
-                self.tracker.expire(now)
+                self.tracker.expire(scene_time)
                 events: list[CountEvent] = []
             else:
-                events = self.tracker.update(observations, now, self._wall_clock())
+                events = self.tracker.update(observations, scene_time, self._wall_clock())
             self._emit(frame, events)
         if self.status is not None:
             self.status.update_frame(self)

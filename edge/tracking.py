@@ -97,9 +97,10 @@ class Tracker:
                        min_confidence=self.min_confidence)
 
     def expire(self, now: float) -> None:
-        """Forget tracks unseen for more than ``expire_seconds``."""
+        """Forget tracks unseen for more than ``expire_seconds``, and all of them when time went back
+        (a recording started again: its people are not the ones before)."""
         limit = self.config.expire_seconds
-        self.tracks = [t for t in self.tracks if now - t.last_seen <= limit]
+        self.tracks = [t for t in self.tracks if 0.0 <= now - t.last_seen <= limit]
 
     def clear(self) -> None:
         """Forget every track (between unrelated photos)."""

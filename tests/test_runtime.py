@@ -158,3 +158,37 @@ def test_bad_model_fails_before_anything_is_opened(tmp_path):
         EdgeRuntime(make_config(tmp_path), model=tmp_path / "nope", notifier=SystemdNotifier(""),
                     source_opener=lambda: opened.append(1))
     assert opened == []
+
+
+def _clock(step: float):
+    """A monotonic clock that advances ``step`` seconds each time it is read."""
+    ticks = iter(range(10**9))
+    return lambda: next(ticks) * step
+
+
+def test_a_video_counts_the_same_however_fast_it_is_read(tmp_path, bundle_dir, scene_frames, make_video):
+    """Tracks live in the video's own time: the ten scene photos, 1 s each with 2.5 s of empty frames
+    between them (10 frames/s), count the same people whether the file is read far faster than real
+    time or slower, as a camera watching that scene would."""
+    blank = np.zeros((480, 640, 3), np.uint8)
+    frames = [frame for photo in scene_frames for frame in [photo] * 10 + [blank] * 25]
+    video = make_video(frames, name="walk.avi", size=(640, 480))
+    people = []
+    for step in (0.0001, 0.4):  # a file read ~1000x faster than real time, or ~4x slower
+        (tmp_path / str(step)).mkdir()
+        config = make_config(tmp_path / str(step))
+        runtime = EdgeRuntime(config, source=str(video), model=bundle_dir, notifier=SystemdNotifier(""),
+                              clock=_clock(step))
+        people.append(runtime.run())
+    assert people[0] == people[1]
+    # Each photo's people are their own: as many as the photos show one by one, as stills.
+    stills = tmp_path / "stills"
+    stills.mkdir()
+    import cv2
+
+    for i, photo in enumerate(scene_frames):
+        cv2.imwrite(str(stills / f"{i:02d}.png"), cv2.resize(photo, (640, 480)))
+    (tmp_path / "stills-state").mkdir()
+    alone = EdgeRuntime(make_config(tmp_path / "stills-state"), source=str(stills), model=bundle_dir,
+                        notifier=SystemdNotifier("")).run()
+    assert sum(people[0].values()) == sum(alone.values())

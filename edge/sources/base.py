@@ -12,6 +12,9 @@ class FrameSource:
     ``_close``. A finite source (video file, image folder) sets ``exhausted`` when it has no more
     frames, which ends the run; a camera never does, so a None from it is a stall for the watchdog.
     ``stills`` marks sources whose frames are unrelated photos rather than moments of one scene.
+    ``frame_time`` is the last frame's time in a recording's own timeline (seconds from its start),
+    so people are tracked in the time the scene took, however fast the file is read; None for live
+    sources, whose frames happen now.
     Use it as a context manager, or call :meth:`close` (safe to call twice)::
 
         with open_source("/dev/video0", config.camera) as source:
@@ -23,6 +26,7 @@ class FrameSource:
     def __init__(self, name: str) -> None:
         self.name = name
         self.exhausted = False
+        self.frame_time: float | None = None
         self._closed = False
 
     @property

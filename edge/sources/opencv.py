@@ -62,6 +62,9 @@ class OpenCVSource(FrameSource):
         if not self._capture.isOpened():
             self._capture.release()
             raise CameraError(f"{spec}: OpenCV cannot open it; {self._hint()}")
+        # A file's frames are timed by their index at its own frame rate (on loop the time goes on).
+        self._frame_seconds = 1.0 / (self._capture.get(cv2.CAP_PROP_FPS) or fps) if self.is_file else 0.0
+        self._frames_read = 0
         if self.device is not None:
             self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
             self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
@@ -79,7 +82,7 @@ class OpenCVSource(FrameSource):
     def _read(self) -> np.ndarray | None:
         ok, frame = self._capture.read()
         if ok and frame is not None:
-            return frame
+            return self._timed(frame)
         if self.is_file:
             if not self.loop:
                 self.exhausted = True
@@ -89,9 +92,15 @@ class OpenCVSource(FrameSource):
             self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, frame = self._capture.read()
             if ok and frame is not None:
-                return frame
+                return self._timed(frame)
             self.exhausted = True
         return None
+
+    def _timed(self, frame: np.ndarray) -> np.ndarray:
+        if self.is_file:
+            self.frame_time = self._frames_read * self._frame_seconds
+            self._frames_read += 1
+        return frame
 
     def _close(self) -> None:
         self._capture.release()

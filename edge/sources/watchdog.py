@@ -72,6 +72,11 @@ class SourceWatchdog:
         return source
 
     @property
+    def frame_time(self) -> float | None:
+        """The last frame's time in a recording's own timeline (``FrameSource.frame_time``), or None."""
+        return None if self.source is None else self.source.frame_time
+
+    @property
     def exhausted(self) -> bool:
         """True when a finite source has delivered its last frame."""
         return self.source is not None and self.source.exhausted
