@@ -17,13 +17,13 @@ import numpy as np
 DOCS = Path(__file__).resolve().parent
 RESULTS = DOCS.parent / "bench" / "results" / "accuracy.json"
 
-STAGES = [
-    ("camera", "picamera2 / USB /\nvideo / folder"),
-    ("detect", "SSD face detector\nBlazeFace, 320 px"),
-    ("crop", "box + 20 %\n224 × 224 RGB"),
-    ("classify", "int8 MobileNetV2\n+ calibrated decision"),
-    ("track", "IoU tracks, vote\nof last 5 frames"),
-    ("outputs", "LED · buzzer\nevents · totals"),
+STAGES = [  # (step, what it does, where it lives in edge/)
+    ("camera", "picamera2 / USB /\nvideo / photos", "sources/"),
+    ("detect", "YuNet face detector\n320 px long side", "detectors/"),
+    ("crop", "box + 20 %\n224 × 224 RGB", "pipeline.py"),
+    ("classify", "int8 MobileNetV2\n+ calibrated decision", "classifier/"),
+    ("track", "IoU tracks, vote\nof last 5 frames", "tracking.py"),
+    ("outputs", "LED · buzzer · counts\nMQTT · status page", "outputs/, web/"),
 ]
 
 
@@ -32,11 +32,13 @@ def pipeline(path: Path) -> None:
     ax.set_xlim(0, len(STAGES) * 2)
     ax.set_ylim(0, 2)
     ax.axis("off")
-    for i, (title, text) in enumerate(STAGES):
+    for i, (title, text, where) in enumerate(STAGES):
         x = i * 2 + 0.1
         ax.add_patch(plt.Rectangle((x, 0.25), 1.6, 1.5, facecolor="#e8f1fa", edgecolor="#2a6bb0"))
-        ax.text(x + 0.8, 1.45, title, ha="center", va="center", fontsize=11, weight="bold")
-        ax.text(x + 0.8, 0.8, text, ha="center", va="center", fontsize=8.5)
+        ax.text(x + 0.8, 1.5, title, ha="center", va="center", fontsize=11, weight="bold")
+        ax.text(x + 0.8, 0.95, text, ha="center", va="center", fontsize=8.5)
+        ax.text(x + 0.8, 0.45, f"edge/{where}", ha="center", va="center", fontsize=8, family="monospace",
+                color="#555555")
         if i < len(STAGES) - 1:
             ax.annotate("", xy=(x + 1.95, 1.0), xytext=(x + 1.65, 1.0),
                         arrowprops={"arrowstyle": "->", "color": "#2a6bb0"})
