@@ -11,8 +11,11 @@ from pathlib import Path
 CONFTEST = Path(__file__).resolve().parent / "conftest.py"
 
 # A one-test suite that borrows the real conftest's fixtures.
+# The real conftest imports ci_policy from tests/, which is on sys.path only in the real suite.
 PLUGIN = f"""
 import importlib.util
+import sys
+sys.path.insert(0, {str(CONFTEST.parent)!r})
 spec = importlib.util.spec_from_file_location("maskipy_tests_conftest", {str(CONFTEST)!r})
 real = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(real)
