@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .cli_runner import plain_help, run_command
-from .config import EdgeConfig, example_config, load_edge_config
+from .config import EdgeConfig, example_config, exposed_secrets, load_edge_config
 from .errors import CameraError, MaskipyError
 from .outputs.counts import CountLog
 from .service.journal import setup_logging
@@ -31,6 +31,9 @@ PROG = "maskipy-edge"
 def load_config(args: argparse.Namespace) -> EdgeConfig:
     """The config file (or defaults) with the command line's overrides applied."""
     config = load_edge_config(args.config)
+    warning = exposed_secrets(config)
+    if warning:
+        log.warning(warning)
     if getattr(args, "source", None):
         config = config.replace("camera", source=args.source)
     if getattr(args, "model", None):
@@ -239,6 +242,17 @@ def cmd_bundle(argv: Sequence[str]) -> int:
     return int(bundle_main(list(argv)) or 0)
 
 
+def frame_limit(text: str) -> int:
+    """``--max-frames``: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more (0: open the source and stop)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each subcommand's help is its function's docstring."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
@@ -253,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--model", help="override [classifier] model (a bundle directory)")
     common.add_argument("--state-dir", help="override [counts] state_dir")
     run = sub.add_parser("run", parents=[common], help=cmd_run.__doc__, description=cmd_run.__doc__)
-    run.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    run.add_argument("--max-frames", type=frame_limit, default=None, help="stop after this many frames")
     run.set_defaults(func=cmd_run)
     check = sub.add_parser("check", parents=[common], help=cmd_check.__doc__,
                            description=cmd_check.__doc__)

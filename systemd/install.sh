@@ -3,7 +3,7 @@
 set -euo pipefail
 
 PREFIX=/opt/maskipy
-CONF_DIR=/etc/maskipy
+CONF_DIR=${MASKIPY_CONF_DIR:-/etc/maskipy}  # the variable only for tests
 STATE_DIR=/var/lib/maskipy
 SERVICE=maskipy-edge.service
 UNIT_DST=/etc/systemd/system/$SERVICE
@@ -168,14 +168,22 @@ install_venv() {
 }
 
 install_dirs() {
+    local config=$CONF_DIR/config.ini
     ensure_dir "$CONF_DIR" root:root 0755
-    if [[ ! -f $CONF_DIR/config.ini ]]; then
+    # 0640 root:maskipy: the service reads it, other local users cannot read its MQTT or page password.
+    if [[ ! -f $config ]]; then
         # The Pi config (camera, LEDs, buzzer, /var/lib/maskipy), not the all-defaults example.
         if [[ -f $REPO/config.ini ]]; then
-            run install -m 0644 "$REPO/config.ini" "$CONF_DIR/config.ini"
+            run install -m 0640 -o root -g "$SERVICE_USER" "$REPO/config.ini" "$config"
         else
-            printf '[counts]\nstate_dir = %s\n' "$STATE_DIR" | put_file "$CONF_DIR/config.ini" 0644 || true
+            printf '[counts]\nstate_dir = %s\n' "$STATE_DIR" | put_file "$config" 0640 || true
+            run chown "root:$SERVICE_USER" "$config"
         fi
+    elif (( 8#$(stat -c '%a' "$config") & 8#004 )); then
+        # An older install (0644) or an editor that kept the mode: close it to other users.
+        say "$config was readable by every user: now 0640 root:$SERVICE_USER"
+        run chown "root:$SERVICE_USER" "$config"
+        run chmod 0640 "$config"
     fi
     ensure_dir "$STATE_DIR" "$SERVICE_USER:$SERVICE_USER" 0750
     ensure_dir "$STATE_DIR/models" "$SERVICE_USER:$SERVICE_USER" 0750

@@ -16,6 +16,9 @@ from ci_policy import pytest_make_collect_report, pytest_runtest_makereport  # n
 
 from maskipy.edge.bundle import DEFAULT_BUNDLE, MODEL_FILE
 
+# The MQTT tests' broker and recorder fixtures.
+pytest_plugins = ("mqtt_broker",)
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MASKIPY_SHARED", REPO.parent / "shared"))
 # Without the data a third of the suite cannot run; skipping it would let CI pass on nothing.

@@ -172,3 +172,43 @@ def test_check_says_to_stop_a_running_gate_first(tmp_path, capsys):
     assert main(["check", "--state-dir", str(state), "--source", str(tmp_path / "none.mp4")]) == 1
     out = capsys.readouterr().out
     assert "✗ service" not in out and "✗ source: " in out
+
+
+def test_a_password_in_a_world_readable_config_is_warned_about_by_check_and_run(tmp_path, capsys, caplog):
+    """install.sh and sudoedit keep a config 0644: every local user could read the MQTT password."""
+    import logging
+
+    config = tmp_path / "c.ini"
+    config.write_text("[mqtt]\npassword = hunter2\n[http]\npassword = s3cret\n")
+    config.chmod(0o644)
+    absent = str(tmp_path / "nowhere")
+    with caplog.at_level(logging.WARNING, logger="maskipy"):
+        main(["check", "--config", str(config), "--source", absent, "--state-dir", str(tmp_path / "s")])
+        main(["run", "--config", str(config), "--source", absent, "--state-dir", str(tmp_path / "s")])
+    warnings = [r.getMessage() for r in caplog.records if "every user" in r.getMessage()]
+    assert len(warnings) == 2, caplog.text
+    assert "[mqtt] password and [http] password" in warnings[0] and "mode 0644" in warnings[0]
+    assert f"chmod 0640 {config}" in warnings[0] and "hunter2" not in caplog.text + capsys.readouterr().out
+    caplog.clear()
+    config.chmod(0o640)
+    with caplog.at_level(logging.WARNING, logger="maskipy"):
+        main(["check", "--config", str(config), "--source", absent, "--state-dir", str(tmp_path / "s")])
+    assert "every user" not in caplog.text
+
+
+def test_a_negative_frame_limit_is_refused_with_the_fix(capsys):
+    try:
+        main(["run", "--max-frames", "-3"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    else:
+        raise AssertionError("--max-frames -3 was accepted")
+    err = capsys.readouterr().err
+    assert "--max-frames: -3 is negative; give 0 or more (0: open the source and stop)" in err, err
+
+
+def test_a_missing_source_path_is_not_called_a_video_file(tmp_path, capsys):
+    for spec in (tmp_path / "no_such_folder", tmp_path / "gone.mp4"):
+        assert main(["run", "--source", str(spec), "--state-dir", str(tmp_path / "s")]) == 1
+        err = capsys.readouterr().err
+        assert f"{spec}: no such file or folder; " in err and "video file not found" not in err, err

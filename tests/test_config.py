@@ -33,12 +33,23 @@ def write(tmp_path: Path, text: str) -> Path:
     ("[outputs]\ndevices = led, buzzer\nbuzzer_pin = 17\n",
      r"\[outputs\] buzzer_pin = 17: already used by ok_led_pin; give each device its own BCM pin"),
     ("fps = 1\n", r"not a valid INI file"),
+    ("[http]\nenabled = yes   # off by default\n",
+     r"enabled = yes   # off by default: not valid; use yes or no \(values are taken literally: "
+     r"put a comment on a line of its own\)"),
 ])
 def test_config_errors_name_the_place_the_value_and_the_fix(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError, match=message) as caught:
         load_edge_config(path)
     assert str(path) in str(caught.value)
+
+
+def test_values_are_taken_literally_with_no_inline_comments(tmp_path):
+    """A gate called "Front Door #2" or a password with " ;" in it is not cut at the mark."""
+    config = load_edge_config(write(tmp_path, "[mqtt]\ngate = Front Door #2\npassword = a ;b #c\n"
+                                    "# a comment line\n; another\n"))
+    assert config.mqtt.gate == "Front Door #2"
+    assert config.mqtt.password == "a ;b #c"
 
 
 def test_missing_config_file_says_how_to_make_one(tmp_path):

@@ -109,3 +109,40 @@ def test_run_with_a_bad_model_json_is_a_clean_error(tmp_path, default_bundle, sc
     code = main(["run", "--model", str(bad), "--source", str(scenes_dir), "--state-dir", str(tmp_path / "s")])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("maskipy-edge: error: ") and "model.json" in err
+
+
+# A child that loads the classifier, lets the parent's "hand deploy" rewrite the model file, then
+# classifies: with a memory-mapped model that is SIGBUS (no log line, LEDs off).
+_CLASSIFY_AFTER_REWRITE = """
+import os, sys
+import numpy as np
+from pathlib import Path
+from maskipy.edge.bundle import load_bundle
+from maskipy.edge.classifier.tflite import TFLiteClassifier
+bundle = load_bundle(Path(sys.argv[1]))
+classifier = TFLiteClassifier(bundle, num_threads=1)
+model = bundle.directory / "model.tflite"
+was = model.stat().st_size
+with open(model, "r+b") as handle:      # as cp does: truncate in place, then write
+    handle.truncate(0)
+    handle.flush()
+    os.fsync(handle.fileno())
+size = bundle.crop_spec.size
+crop = np.zeros((1, size, size, 3), dtype=np.uint8)
+print(len(classifier.classify(crop)), "faces classified after the file was cut from", was, "bytes")
+"""
+
+
+def test_a_model_file_rewritten_under_the_running_gate_cannot_kill_it(tmp_path, default_bundle):
+    """`cp new.tflite .../current/model.tflite` while the gate runs: the running model is the gate's own
+    copy in memory, so the rewrite cannot pull the floor from under it (SIGBUS in 2 of 28 tries)."""
+    import shutil
+    import subprocess
+    import sys
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(default_bundle, bundle)
+    done = subprocess.run([sys.executable, "-c", _CLASSIFY_AFTER_REWRITE, str(bundle)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert "1 faces classified" in done.stdout, done.stdout

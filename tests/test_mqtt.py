@@ -10,10 +10,21 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# The broker and recorder fixtures come from mqtt_broker too (conftest's pytest_plugins).
+from mqtt_broker import (
+    EVENTS,
+    GATE,
+    LABELS,
+    Mosquitto,
+    Recorder,
+    free_port,
+    make_tls_files,
+    needs_mosquitto,
+)
 
 from maskipy.edge.config import MqttConfig, load_edge_config
 from maskipy.edge.errors import ConfigError
@@ -21,31 +32,7 @@ from maskipy.edge.outputs import build_outputs, close_outputs
 from maskipy.edge.outputs.mqtt import MqttOutput
 from maskipy.edge.tracking import CountEvent, Track
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-sys.path.insert(0, str(BENCH))
-from mosquitto import MOSQUITTO, Mosquitto, Recorder, free_port, make_tls_files  # noqa: E402
-
-pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed; "
-                                "apt-get install -y --no-install-recommends mosquitto")
-
-LABELS = ("properly_masked", "improperly_masked", "unmasked")
-GATE = "door-1"
-EVENTS = f"maskipy/{GATE}/event"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    server = Mosquitto(tmp_path / "broker")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def recorder(broker: Mosquitto) -> Iterator[Recorder]:
-    client = Recorder(broker.port).start()
-    yield client
-    client.stop()
+pytestmark = needs_mosquitto
 
 
 def make_output(port: int, state: Path, **changes: object) -> MqttOutput:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,35 +18,22 @@ from pathlib import Path
 import pytest
 from conftest import Tmpfs, wait_for
 
+# The broker and recorder fixtures come from mqtt_broker too (conftest's pytest_plugins).
+from mqtt_broker import (
+    EVENTS,
+    GATE,
+    LABELS,
+    Mosquitto,
+    Recorder,
+    needs_mosquitto,
+)
+
 from maskipy.edge.config import MqttConfig
 from maskipy.edge.outputs.mqtt import SPOOL_FILE, MqttOutput
 from maskipy.edge.outputs.spool import Spool
 from maskipy.edge.tracking import CountEvent
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-sys.path.insert(0, str(BENCH))
-from mosquitto import MOSQUITTO, Mosquitto, Recorder  # noqa: E402
-
-pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed")
-
-LABELS = ("properly_masked", "improperly_masked", "unmasked")
-GATE = "door-1"
-EVENTS = f"maskipy/{GATE}/event"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    server = Mosquitto(tmp_path / "broker")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def recorder(broker: Mosquitto) -> Iterator[Recorder]:
-    client = Recorder(broker.port).start()
-    yield client
-    client.stop()
+pytestmark = needs_mosquitto
 
 
 @pytest.fixture

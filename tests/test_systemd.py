@@ -113,9 +113,26 @@ def test_install_dry_run_prints_the_steps_and_changes_nothing() -> None:
     for step in ("apt-get install -y --no-install-recommends", "python3-picamera2", "python3-lgpio",
                  "useradd --system", "-m venv --system-site-packages /opt/maskipy", "pip install", "[edge]",
                  "/etc/systemd/system/maskipy-edge.service", "systemctl enable maskipy-edge.service",
-                 "2770 /var/lib/maskipy/models/incoming", "dry run done"):
+                 "2770 /var/lib/maskipy/models/incoming", "dry run done",
+                 "install -m 0640 -o root -g maskipy"):
         assert step in out, f"dry run does not mention {step!r}:\n{out}"
     assert not Path("/opt/maskipy").exists() and not Path("/etc/systemd/system/maskipy-edge.service").exists()
+
+
+def test_install_closes_a_world_readable_config_to_other_users(tmp_path: Path) -> None:
+    """A config left 0644 by an older install holds the MQTT password: a re-run makes it 0640."""
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    (conf / "config.ini").write_text("[mqtt]\npassword = hunter2\n")
+    (conf / "config.ini").chmod(0o644)
+    env = dict(os.environ, MASKIPY_CONF_DIR=str(conf))
+    done = _dry_run("--no-apt", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "readable by every user: now 0640 root:maskipy" in done.stdout, done.stdout
+    assert f"would run: chmod 0640 {conf}/config.ini" in done.stdout, done.stdout
+    (conf / "config.ini").chmod(0o640)
+    again = _dry_run("--no-apt", env=env)
+    assert "chmod 0640" not in again.stdout, again.stdout
 
 
 def test_install_adds_the_service_user_to_video_and_gpio_once(tmp_path: Path) -> None:

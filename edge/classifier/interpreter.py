@@ -44,7 +44,14 @@ def load_interpreter(model_path: Path, num_threads: int, fix: str) -> tuple[Any,
     load is a ModelError that ends with ``fix``."""
     interpreter_class, runtime = load_interpreter_class()
     try:
-        interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads)
+        # The model is read into memory, not memory-mapped (model_path= maps it): a file rewritten
+        # in place under the running gate (a hand `cp` over current/model.tflite) would otherwise
+        # end the process with SIGBUS and no log line. The interpreter keeps these bytes alive.
+        content = model_path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{model_path}: cannot read the model ({exc.strerror}){fix}") from None
+    try:
+        interpreter = interpreter_class(model_content=content, num_threads=num_threads)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{model_path}: the TFLite runtime cannot load it ({exc}){fix}") from None

@@ -7,7 +7,14 @@ fix), ``sections`` declares the sections, ``load`` reads a file and applies the 
     config.camera.fps
 """
 
-from .load import FOREIGN_SECTIONS, example_config, is_loopback, load_edge_config, verify_config
+from .load import (
+    FOREIGN_SECTIONS,
+    example_config,
+    exposed_secrets,
+    is_loopback,
+    load_edge_config,
+    verify_config,
+)
 from .schema import describe, parse_sections, read_ini, setting
 from .sections import (
     COUNTED_CLASSES,
@@ -27,6 +34,6 @@ from .sections import (
 __all__ = [
     "COUNTED_CLASSES", "EDGE_SCHEMA", "FOREIGN_SECTIONS", "CameraConfig", "ClassifierConfig", "CountsConfig",
     "DetectorConfig", "EdgeConfig", "HttpConfig", "MqttConfig", "OutputsConfig", "PreviewConfig",
-    "TrackingConfig", "describe", "example_config", "is_loopback", "load_edge_config", "parse_sections",
-    "read_ini", "setting", "verify_config",
+    "TrackingConfig", "describe", "example_config", "exposed_secrets", "is_loopback", "load_edge_config",
+    "parse_sections", "read_ini", "setting", "verify_config",
 ]

@@ -78,6 +78,25 @@ def verify_mqtt(mqtt: MqttConfig, where: str) -> None:
             raise ConfigError(f"{where} [mqtt] {key} = {path}: no such file; fix the path")
 
 
+def exposed_secrets(config: EdgeConfig) -> str | None:
+    """A warning when the config file holds a password that every local user can read, else None.
+
+    install.sh used to install the config 0644 and sudoedit keeps a file's mode, so the MQTT or page
+    password sat in a world-readable file without anyone being told.
+    """
+    held = [f"[{name}] password" for name in ("mqtt", "http") if getattr(config, name).password]
+    if not held or config.path in (None, "defaults"):
+        return None
+    try:
+        mode = Path(config.path).stat().st_mode & 0o777
+    except OSError:
+        return None
+    if not mode & 0o004:
+        return None
+    return (f"{config.path} holds the {' and '.join(held)} and every user on this machine can read it "
+            f"(mode {mode:04o}); sudo chmod 0640 {config.path} && sudo chown root:maskipy {config.path}")
+
+
 def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     """Read and validate the edge config (None: built-in defaults)."""
     parser = read_ini(path)
@@ -91,6 +110,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
 EXAMPLE_HEADER = """\
 # maskipy-edge configuration: every key with its default (maskipy-edge example-config prints this).
 # Every key is optional: a missing key keeps the default shown. Unknown keys are errors.
+# Values are taken literally: a comment (# or ;) goes on a line of its own, never after a value.
 # Check a config with: maskipy-edge check --config config.ini
 
 """

@@ -31,6 +31,12 @@ def _where(path: str, section: str, key: str, raw: str) -> str:
     return f"{path} [{section}] {key} = {raw}"
 
 
+def _comment_hint(raw: str) -> str:
+    """The fix for a value that looks like it carries an inline comment (values are literal)."""
+    return (" (values are taken literally: put a comment on a line of its own)"
+            if " #" in raw or " ;" in raw or "\t#" in raw or "\t;" in raw else "")
+
+
 def _convert(kind: Any, raw: str, where: str, meta: Mapping[str, Any]) -> Any:
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
@@ -59,7 +65,7 @@ def _convert(kind: Any, raw: str, where: str, meta: Mapping[str, Any]) -> Any:
             return value
     except ValueError:
         expected = {bool: "yes or no", int: "a whole number, e.g. 5", float: "a finite number, e.g. 0.5"}
-        raise ConfigError(f"{where}: not valid; use {expected[kind]}") from None
+        raise ConfigError(f"{where}: not valid; use {expected[kind]}{_comment_hint(text)}") from None
     if kind is Path:
         return Path(text).expanduser()
     return text
@@ -72,7 +78,8 @@ def _check(value: Any, where: str, meta: Mapping[str, Any]) -> None:
             continue
         low, high, choices = meta.get("low"), meta.get("high"), meta.get("choices")
         if choices is not None and item not in choices:
-            raise ConfigError(f"{where}: unknown value {item!r}; use one of {', '.join(choices)}")
+            raise ConfigError(f"{where}: unknown value {item!r}; use one of {', '.join(choices)}"
+                              f"{_comment_hint(str(item))}")
         is_number = isinstance(item, (int, float)) and not isinstance(item, bool)
         if is_number and ((low is not None and item < low) or (high is not None and item > high)):
             raise ConfigError(f"{where}: out of range; use {_fmt(low)}-{_fmt(high)}")
@@ -117,8 +124,10 @@ def read_ini(path: str | Path | None) -> configparser.ConfigParser:
     """Parse an INI file (or nothing, for all defaults) with no interpolation and case-kept keys."""
     # No default section: configparser would copy [DEFAULT] keys into every section, and a lone
     # [DEFAULT] would be silently ignored; as a plain section it is reported like any other.
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"),
-                                       default_section="\0no-default-section")
+    # Values are literal: no inline comments, so "gate = Front Door #2" and a password with " #" in
+    # it are kept whole (a whole-line comment starts with # or ;). A typed value that fails to parse
+    # because of a trailing comment says so (_comment_hint).
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0no-default-section")
     if path is None:
         return parser
     path = Path(path)

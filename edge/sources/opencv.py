@@ -51,7 +51,8 @@ class OpenCVSource(FrameSource):
         self.is_file = self.device is None and not self.is_stream
         self.loop = loop
         if self.is_file and not Path(spec).is_file():
-            raise CameraError(f"{spec}: video file not found; give a camera index, /dev/videoN, "
+            # Any path that is not there: it may have been meant as a folder, a photo or a video.
+            raise CameraError(f"{spec}: no such file or folder; give a camera index, /dev/videoN, "
                               f"a video file, an rtsp:// URL, an image or an image folder")
         if self.is_stream:
             self._capture = cv2.VideoCapture(spec, cv2.CAP_FFMPEG, [
