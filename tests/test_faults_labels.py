@@ -63,19 +63,31 @@ def test_permuted_labels_in_place_are_refused_on_reload(tmp_path, default_bundle
         runtime.close()
 
 
-def test_a_bundle_without_probes_is_accepted_with_a_warning(tmp_path, default_bundle, caplog):
+def without_probes(bundle: Path, target: Path) -> Path:
     import shutil
 
+    if not target.exists():
+        shutil.copytree(bundle, target)
+    meta = json.loads((target / "model.json").read_text())
+    del meta["probes"]
+    (target / "model.json").write_text(json.dumps(meta))
+    (target / "probes.npz").unlink()
+    return target
+
+
+def test_a_bundle_without_probes_is_checked_with_the_kits_own(tmp_path, default_bundle):
+    """Removing probes.npz (or a bundle made before probes) must not let permuted labels through:
+    the kit's own probe crops (the built-in bundle's) check any bundle that carries none."""
+    from maskipy.edge.errors import ModelError
     from maskipy.edge.swap import cli as swap
 
-    old = tmp_path / "old"
-    shutil.copytree(default_bundle, old)
-    meta = json.loads((old / "model.json").read_text())
-    del meta["probes"]
-    (old / "model.json").write_text(json.dumps(meta))
-    (old / "probes.npz").unlink()
-    assert "no probe crops" in swap.validate_bundle(old).describe()
-    assert "labels' meaning is not checked" in caplog.text
+    plain = without_probes(default_bundle, tmp_path / "plain")
+    assert "the kit's 9 probe crops labelled right" in swap.validate_bundle(plain).describe()
+    bad = without_probes(default_bundle, permuted(default_bundle, tmp_path / "permuted"))
+    with pytest.raises(ModelError, match="properly_masked probes classified as unmasked"):
+        swap.validate_bundle(bad)
+    with pytest.raises(ModelError, match="do not mean what they say"):
+        swap.install_bundle(bad, tmp_path / "state", notify=False)
 
 
 def test_bundle_install_on_a_full_disk_leaves_no_staging_behind(tmpfs, default_bundle, capsys):

@@ -8,7 +8,9 @@ that the model got right, with margin, when the bundle was made; model.json list
     "probes": {"file": "probes.npz", "sha256": "...", "labels": ["properly_masked", ...],
                "licence": "..."}
 
-Bundles made before probes existed have none: a warning, not a refusal.
+A bundle without probes (made before they existed, or with probes.npz removed) is checked with the
+kit's own: the built-in bundle's crops, brought to its crop size and colour order. Only when neither
+exists (a custom label set) is it a warning, not a refusal.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import PROBES_FILE, Bundle, sha256_file
+from ..bundle import DEFAULT_BUNDLE, PROBES_FILE, Bundle, load_bundle, sha256_file
 from ..errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -85,10 +87,13 @@ def check_probes(classifier: Any, bundle: Bundle) -> str:
 
     Returns a short description for ``bundle validate``.
     """
-    loaded = load_probes(bundle)
+    loaded, whose = load_probes(bundle), ""
+    if loaded is None:
+        loaded, whose = kit_probes(bundle), "the kit's "
     if loaded is None:
         log.warning("%s: no probe crops, so the labels' meaning is not checked (a bundle made before "
-                    "probes existed); re-run maskipy-convert to add them", bundle.json_path)
+                    "probes existed, with labels the kit's own probes do not cover); re-run "
+                    "maskipy-convert to add them", bundle.json_path)
         return "no probe crops (labels not checked by meaning)"
     crops, expected = loaded
     predicted = [bundle.labels[int(i)] for i in np.argmax(classifier.scores(crops), axis=1)]
@@ -102,7 +107,30 @@ def check_probes(classifier: Any, bundle: Bundle) -> str:
                            for label, answers in wrong.items())
         raise ModelError(f"{bundle.json_path}: the labels do not mean what they say ({detail}); model.json's "
                          f"labels are in the wrong order or belong to another model; re-run maskipy-convert")
-    return f"{len(expected)} probe crops labelled right ({', '.join(dict.fromkeys(expected))})"
+    return f"{whose}{len(expected)} probe crops labelled right ({', '.join(dict.fromkeys(expected))})"
+
+
+def kit_probes(bundle: Bundle) -> tuple[np.ndarray, list[str]] | None:
+    """The built-in bundle's probe crops for a bundle that has none, in its crop size and colour
+    order; None when the built-in bundle is this one, has no probes, or uses labels this one lacks."""
+    import cv2
+
+    if bundle.directory.resolve() == DEFAULT_BUNDLE.resolve():
+        return None
+    try:
+        kit = load_bundle(DEFAULT_BUNDLE)
+        loaded = load_probes(kit)
+    except ModelError:
+        return None
+    if loaded is None or not set(loaded[1]) <= set(bundle.labels):
+        return None
+    crops, labels = loaded
+    spec, size = bundle.crop_spec, bundle.crop_spec.size
+    if spec.colour_order != kit.crop_spec.colour_order:
+        crops = crops[..., ::-1]
+    if size != kit.crop_spec.size:
+        crops = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
+    return np.ascontiguousarray(crops), labels
 
 
 def candidate_images(data_dir: Path, labels: Iterable[str]) -> dict[str, tuple[str, list[Path]]]:
