@@ -84,6 +84,23 @@ def test_reload_keeps_the_running_model_whatever_the_new_one_does(installed, sce
         runtime.close()
 
 
+def test_a_deleted_current_version_keeps_the_running_model_on_reload(installed, scene_frames, caplog):
+    """`rm -r` of the running version directory, then SIGHUP: the gate must not silently switch to
+    the built-in model; it keeps the one it runs and says how to choose another."""
+    import shutil
+
+    state, current, _ = installed
+    runtime = gate(state, scene_frames[:2])
+    try:
+        running = runtime.classifier
+        shutil.rmtree(current)
+        assert runtime.reload_model() is False
+        assert runtime.bundle.directory == current and runtime.classifier is running
+        assert "the deployed model is gone" in caplog.text and "maskipy-edge bundle rollback" in caplog.text
+    finally:
+        runtime.close()
+
+
 def test_a_deploy_during_start_up_is_loaded(installed, scene_frames):
     from maskipy.edge.swap import cli as swap
 

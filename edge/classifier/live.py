@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..bundle import Bundle, current_bundle_dir
+from ..bundle import CURRENT, Bundle, current_bundle_dir, models_dir
 from ..config import EdgeConfig
 from .load import load_model, load_start_model, resolve_model
 
@@ -41,6 +41,11 @@ class LiveModel:
 
     def reload(self) -> bool:
         """Load the model again (a new bundle may have been deployed); keep the old one on failure."""
+        gone = self._deployed_model_gone()
+        if gone:
+            self.reload_failures += 1
+            log.error("reload: keeping model %s: %s", self.bundle.directory, gone)
+            return False
         try:
             bundle, classifier = load_model(self.config, resolve_model(self.config, self.explicit))
         except Exception as exc:  # whatever a bad bundle does, the running model stays
@@ -51,3 +56,14 @@ class LiveModel:
         self.reloads += 1
         log.info("reload: now using model %s (%s)", bundle.directory, bundle.sha256[:12])
         return True
+
+    def _deployed_model_gone(self) -> str | None:
+        """Why a reload must not fall through to the built-in model: the store's ``current`` link is
+        there but its version directory is not (deleted by hand). None when nothing is amiss."""
+        if self.explicit:
+            return None
+        link = models_dir(self.config.counts.state_dir) / CURRENT
+        if link.is_symlink() and current_bundle_dir(self.config.counts.state_dir) is None:
+            return (f"the deployed model is gone ({link} points to a missing directory); install one with "
+                    f"maskipy-edge bundle install DIR or go back with maskipy-edge bundle rollback")
+        return None
