@@ -212,3 +212,24 @@ def test_a_missing_source_path_is_not_called_a_video_file(tmp_path, capsys):
         assert main(["run", "--source", str(spec), "--state-dir", str(tmp_path / "s")]) == 1
         err = capsys.readouterr().err
         assert f"{spec}: no such file or folder; " in err and "video file not found" not in err, err
+
+
+def test_check_off_a_pi_says_why_gpio_fails_and_the_fix_without_raw_warnings(tmp_path, capsys, monkeypatch):
+    """No pin factory (not a Pi, no lgpio): one line naming what gpiozero tried and the fix, not its
+    PinFactoryFallback warnings."""
+    from gpiozero import Device
+
+    if Path("/proc/device-tree/model").exists():
+        import pytest
+
+        pytest.skip("a Raspberry Pi: its pin factory loads")
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    monkeypatch.setattr(Device, "pin_factory", None)
+    code = main(["check", "--config", str(REPO / "config.ini"), "--source", str(tmp_path / "none"),
+                 "--state-dir", str(tmp_path / "s")])
+    captured = capsys.readouterr()
+    assert code == 1
+    line = next(x for x in captured.out.splitlines() if x.startswith("✗ gpio: "))
+    assert "no GPIO pin factory could load (lgpio: No module named 'lgpio'" in line, line
+    assert "sudo apt install python3-lgpio" in line and "GPIOZERO_PIN_FACTORY=mock" in line, line
+    assert "PinFactoryFallback" not in captured.err + captured.out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 from ..config import EdgeConfig
@@ -20,15 +21,37 @@ def build_gpio_outputs(config: EdgeConfig, pin_factory: Any = None) -> list[Outp
 
     out = config.outputs
     built: list[Output] = []
-    if "led" in out.devices:
-        built.append(LedAlert(out.ok_led_pin, out.alert_led_pin, alert_classes=out.alert_classes,
-                              hold_seconds=out.hold_seconds, active_high=out.active_high,
-                              pin_factory=pin_factory))
-    if "buzzer" in out.devices and out.buzzer_pin is not None:
-        built.append(BuzzerAlert(out.buzzer_pin, alert_classes=out.alert_classes,
-                                 on_time=out.beep_on_seconds, off_time=out.beep_off_seconds,
-                                 beeps=out.beeps, active_high=out.active_high, pin_factory=pin_factory))
+    # gpiozero tries its pin factories in turn and warns for each that fails: collected here, so
+    # the user reads one line with what was tried and the fix instead of four raw warnings.
+    with warnings.catch_warnings(record=True) as tried:
+        warnings.simplefilter("always")
+        try:
+            if "led" in out.devices:
+                built.append(LedAlert(out.ok_led_pin, out.alert_led_pin, alert_classes=out.alert_classes,
+                                      hold_seconds=out.hold_seconds, active_high=out.active_high,
+                                      pin_factory=pin_factory))
+            if "buzzer" in out.devices and out.buzzer_pin is not None:
+                built.append(BuzzerAlert(out.buzzer_pin, alert_classes=out.alert_classes,
+                                         on_time=out.beep_on_seconds, off_time=out.beep_off_seconds,
+                                         beeps=out.beeps, active_high=out.active_high,
+                                         pin_factory=pin_factory))
+        except Exception as exc:
+            close_outputs(built)
+            if type(exc).__name__ != "BadPinFactory":
+                raise
+            reasons = "; ".join(_fallback_reasons(tried)) or str(exc)
+            raise OutputError(f"{config.path} [outputs] devices = {', '.join(out.devices)}: no GPIO pin "
+                              f"factory could load ({reasons}); on a Raspberry Pi: sudo apt install "
+                              f"python3-lgpio; off a Pi: GPIOZERO_PIN_FACTORY=mock") from None
+    for reason in _fallback_reasons(tried):
+        log.info("gpio: %s", reason)
     return built
+
+
+def _fallback_reasons(caught: list[warnings.WarningMessage]) -> list[str]:
+    """``lgpio: No module named 'lgpio'`` for each of gpiozero's "Falling back from ..." warnings."""
+    prefix = "Falling back from "
+    return [str(w.message)[len(prefix):] for w in caught if str(w.message).startswith(prefix)]
 
 
 def build_outputs(config: EdgeConfig, pin_factory: Any = None) -> list[Output]:
