@@ -153,6 +153,7 @@ def test_every_event_arrives_once_and_in_order_across_a_broker_outage(
         if number == 40:
             broker.stop()  # mid-stream, for about 5 s of events
         if number == 100:
+            assert output.queued >= 40, output.queued  # what /metrics serves as maskipy_mqtt_queued_events
             broker.start()
         event = person(number)
         sent.append(event.id)
@@ -160,10 +161,12 @@ def test_every_event_arrives_once_and_in_order_across_a_broker_outage(
         time.sleep(0.05)
     received = recorder.wait_for(EVENTS, len(sent), timeout=30)
     time.sleep(1.0)  # a late duplicate would show up here
+    queued_after = output.queued
     output.close()
     ids = [json.loads(m.payload)["id"] for m in recorder.on(EVENTS)]
     assert len(ids) == len(set(ids)), "no duplicates"
     assert ids == sent, f"lost: {len(set(sent) - set(ids))}, received {len(received)}"
+    assert queued_after == 0
 
 
 def test_events_in_flight_when_the_broker_dies_are_resent_before_newer_ones(

@@ -393,3 +393,26 @@ def test_maskipy_edge_run_serves_the_page_until_sigterm(tmp_path, default_bundle
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=30)
     assert process.returncode == 0 and "frames" in out
+
+
+def test_every_metric_the_alert_rules_read_is_exported(gate):
+    """systemd/prometheus/maskipy-alerts.yml names no metric the gate does not serve (a renamed
+    metric would leave its alert silent forever)."""
+    import re
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from maskipy.edge.outputs import Output
+    from maskipy.edge.web.metrics import GateMetrics
+
+    class MqttPeer(Output):  # what /metrics reads of the MQTT output
+        name, dropped, queued = "mqtt", 0, 7
+
+    rules_file = Path(__file__).resolve().parent.parent / "systemd" / "prometheus" / "maskipy-alerts.yml"
+    rules = rules_file.read_text()
+    wanted = set(re.findall(r"\b(maskipy_[a-z_]+)", rules))
+    runtime = gate()
+    body = GateMetrics(runtime.status, peers=[*runtime.outputs, MqttPeer()]).render()[0].decode()
+    served = {s.name for family in text_string_to_metric_families(body) for s in family.samples}
+    assert wanted and not wanted - served, f"rules read metrics the gate does not serve: {wanted - served}"
+    assert 'maskipy_output_degraded{output="log"} 0.0' in body and "maskipy_mqtt_queued_events 7.0" in body

@@ -148,6 +148,11 @@ class MqttOutput(Output):
         """Events dropped since the gate was set up because the on-disk queue was full."""
         return self.sender.spool.dropped
 
+    @property
+    def queued(self) -> int:
+        """Events spooled and not yet acknowledged by the broker (an int the sender keeps: no query)."""
+        return len(self.sender.spool)
+
     def on_count(self, event: CountEvent) -> None:
         self.sender.inbox.put(("event", event))
 

@@ -12,7 +12,8 @@ class StatusCollector:
     """Turns one ``GateStatus.snapshot()`` into metric families on each scrape (nothing runs per frame).
 
     ``peers`` are the gate's other outputs: the MQTT one's ``dropped`` (events its full on-disk
-    queue dropped) is read from it here, so the MQTT output needs no reference to the metrics.
+    queue dropped) and ``queued`` (not yet acknowledged) are read from it here, so the MQTT output
+    needs no reference to the metrics. ``systemd/prometheus/maskipy-alerts.yml`` alerts on them.
     """
 
     def __init__(self, status: GateStatus, peers: Sequence[Any] = ()) -> None:
@@ -62,10 +63,18 @@ class StatusCollector:
             info = InfoMetricFamily("maskipy_model", "The model bundle in use")
             info.add_metric([], {"sha256": model["sha256"], "created_at": str(model["created_at"] or "")})
             yield info
+        degraded = GaugeMetricFamily("maskipy_output_degraded", "1 while an output (the count log, MQTT) "
+                                     "is degraded; /status.json says why", labels=["output"])
+        for name, state in snap["outputs"].items():
+            degraded.add_metric([name], 1 if state["state"] == "degraded" else 0)
+        yield degraded
         for peer in self.peers:
             if peer.name == "mqtt" and hasattr(peer, "dropped"):
                 yield CounterMetricFamily("maskipy_mqtt_dropped_events", "MQTT events dropped because "
                                           "the on-disk queue was full", value=peer.dropped)
+            if peer.name == "mqtt" and hasattr(peer, "queued"):
+                yield GaugeMetricFamily("maskipy_mqtt_queued_events", "Counted people not yet acknowledged "
+                                        "by the MQTT broker", value=peer.queued)
 
 
 class GateMetrics:
