@@ -25,13 +25,17 @@ def resolve_model(config: EdgeConfig, model: str | Path | None = None) -> str | 
     return current_bundle_dir(config.counts.state_dir)
 
 
-def load_model(config: EdgeConfig, location: str | Path | None) -> tuple[Bundle, Any]:
-    """Load and verify one bundle and build its classifier; every failure becomes a ModelError."""
+def load_model(config: EdgeConfig, location: str | Path | None, *,
+               kit_probes: bool = False) -> tuple[Bundle, Any]:
+    """Load and verify one bundle and build its classifier; every failure becomes a ModelError.
+
+    ``kit_probes``: a bundle without probe crops is checked with the kit's own (what a deploy's
+    validation does; a benchmark's throwaway model is loaded without them)."""
     try:
         bundle = load_bundle(location)
         classifier = build_classifier(config.classifier, bundle)
         # Labels by meaning: a bundle with its labels permuted would invert the gate.
-        classifier.probe_summary = check_probes(classifier, bundle)
+        classifier.probe_summary = check_probes(classifier, bundle, kit_probes=kit_probes)
         return bundle, classifier
     except MaskipyError:
         raise

@@ -8,9 +8,9 @@ that the model got right, with margin, when the bundle was made; model.json list
     "probes": {"file": "probes.npz", "sha256": "...", "labels": ["properly_masked", ...],
                "licence": "..."}
 
-A bundle without probes (made before they existed, or with probes.npz removed) is checked with the
-kit's own: the built-in bundle's crops, brought to its crop size and colour order. Only when neither
-exists (a custom label set) is it a warning, not a refusal.
+A bundle without probes (made before they existed, or with probes.npz removed) is checked, when
+validated for a deploy, with the kit's own: the built-in bundle's crops, brought to its crop size
+and colour order. Only when neither exists (a custom label set) is it a warning, not a refusal.
 """
 
 from __future__ import annotations
@@ -82,14 +82,15 @@ def load_probes(bundle: Bundle) -> tuple[np.ndarray, list[str]] | None:
     return np.stack(crops), labels
 
 
-def check_probes(classifier: Any, bundle: Bundle) -> str:
+def check_probes(classifier: Any, bundle: Bundle, *, kit_probes: bool = False) -> str:
     """Classify the probe crops; ModelError unless most probes of every class get their label.
 
-    Returns a short description for ``bundle validate``.
+    ``kit_probes``: without crops of its own, the bundle is checked with the kit's (validation
+    before a deploy does this). Returns a short description for ``bundle validate``.
     """
     loaded, whose = load_probes(bundle), ""
-    if loaded is None:
-        loaded, whose = kit_probes(bundle), "the kit's "
+    if loaded is None and kit_probes:
+        loaded, whose = load_kit_probes(bundle), "the kit's "
     if loaded is None:
         log.warning("%s: no probe crops, so the labels' meaning is not checked (a bundle made before "
                     "probes existed, with labels the kit's own probes do not cover); re-run "
@@ -110,7 +111,7 @@ def check_probes(classifier: Any, bundle: Bundle) -> str:
     return f"{whose}{len(expected)} probe crops labelled right ({', '.join(dict.fromkeys(expected))})"
 
 
-def kit_probes(bundle: Bundle) -> tuple[np.ndarray, list[str]] | None:
+def load_kit_probes(bundle: Bundle) -> tuple[np.ndarray, list[str]] | None:
     """The built-in bundle's probe crops for a bundle that has none, in its crop size and colour
     order; None when the built-in bundle is this one, has no probes, or uses labels this one lacks."""
     import cv2

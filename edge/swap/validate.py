@@ -93,6 +93,8 @@ def validate_bundle(location: str | Path, labels: Sequence[str] = COUNTED_CLASSE
 
     config = load_edge_config().replace(
         "classifier", labels=tuple(labels), reject_label=reject_label, num_threads=1)
-    bundle, classifier = load_model(config, location)  # probes are checked here
+    # Probes are checked here; a bundle without its own is checked with the kit's, so removing
+    # probes.npz cannot let permuted labels through a deploy.
+    bundle, classifier = load_model(config, location, kit_probes=True)
     golden = check_golden(classifier, bundle)
     return Validation(bundle, classifier.runtime, golden, getattr(classifier, "probe_summary", ""))
