@@ -102,7 +102,7 @@ class AizooDetector:
     row only (see the module docstring and ../shared/weights/detectors/aizoo-face-mask/README.md)."""
 
     def __init__(self, score: float = 0.5, iou: float = 0.4, threads: int = 2) -> None:
-        from maskipy.edge.classify import load_interpreter_class
+        from maskipy.edge.classifier.interpreter import load_interpreter_class
 
         interpreter_class, _ = load_interpreter_class()
         self.interpreter = interpreter_class(model_path=str(AIZOO / "face_mask_detection.tflite"),
