@@ -85,6 +85,7 @@ THOROUGH = replace(HAAR, eye_cascades=("eye", "lefteye_2splits", "righteye_2spli
 SSD = DetectorConfig(type="ssd")
 CONFIGS: dict[str, DetectorConfig | str] = {
     "yunet-n@320/0.3 floor48 (default)": DetectorConfig(),  # the shipped [detector] defaults
+    "yunet-n@320/0.3 floor24 (hall)": yunet("yunet-n", 320, 0.3, min_face=24),  # edge/hall-detector.ini
     **{f"yunet-{m}@{'320' if side else 'full'}/{s}": yunet(f"yunet-{m}", side, s)
        for m in ("n", "s") for side in (320, 0) for s in (0.3, 0.5, 0.7)},
     "blazeface@256 floor48": replace(SSD, ssd_input_size=256),
@@ -102,7 +103,7 @@ class AizooDetector:
     row only (see the module docstring and ../shared/weights/detectors/aizoo-face-mask/README.md)."""
 
     def __init__(self, score: float = 0.5, iou: float = 0.4, threads: int = 2) -> None:
-        from maskipy.edge.classify import load_interpreter_class
+        from maskipy.edge.classifier.interpreter import load_interpreter_class
 
         interpreter_class, _ = load_interpreter_class()
         self.interpreter = interpreter_class(model_path=str(AIZOO / "face_mask_detection.tflite"),

@@ -29,9 +29,10 @@ def _row(name: str, who: str, run: dict[str, Any], ratio: Any) -> list[Any]:
 def frame_rows(result: dict[str, Any]) -> list[list[Any]]:
     """Seed, edge and every variant of every frame type, in one table."""
     rows = []
+    detector = result.get("runs", {}).get("edge", {}).get("detector", "shipped")
     for name, entry in result["frame_types"].items():
         rows.append(_row(name, "seed", entry["seed"], None))
-        rows.append(_row(name, "edge (ssd)", entry["edge"], entry["speedup_vs_seed"]))
+        rows.append(_row(name, f"edge ({detector})", entry["edge"], entry["speedup_vs_seed"]))
         rows += [_row(name, f"edge[{v}]", r, r["speedup_vs_seed"]) for v, r in entry["variants"].items()]
     return rows
 
