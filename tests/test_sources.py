@@ -82,7 +82,7 @@ def test_video_file_loops_when_asked(make_video, scene_frames):
 
 
 def test_missing_video_and_bad_device_raise_camera_error(tmp_path):
-    with pytest.raises(CameraError, match="nope.mp4: no such file or folder"):
+    with pytest.raises(CameraError, match=r"nope\.mp4: no such file or folder"):
         open_source(str(tmp_path / "nope.mp4"), CameraConfig())
     with pytest.raises(CameraError, match="plugged in"):
         open_source("/dev/video63", CameraConfig())
