@@ -82,9 +82,10 @@ def yunet(model: str, long_side: int, score: float, min_face: int = 8) -> Detect
 HAAR = DetectorConfig(type="haar")
 THOROUGH = replace(HAAR, eye_cascades=("eye", "lefteye_2splits", "righteye_2splits"),
                    closeup_cascades=("frontalface_default", "frontalface_alt2"))  # edge/thorough-detector.ini
-SSD = DetectorConfig(type="ssd")
+SSD = DetectorConfig(type="ssd", min_face=48)  # edge/blazeface-detector.ini
 CONFIGS: dict[str, DetectorConfig | str] = {
-    "yunet-n@320/0.3 floor48 (default)": DetectorConfig(),  # the shipped [detector] defaults
+    "yunet-n@320/0.3 floor44 (default)": DetectorConfig(),  # the shipped [detector] defaults
+    "yunet-n@320/0.3 floor48": yunet("yunet-n", 320, 0.3, min_face=48),  # the default before
     "yunet-n@320/0.3 floor24 (hall)": yunet("yunet-n", 320, 0.3, min_face=24),  # edge/hall-detector.ini
     **{f"yunet-{m}@{'320' if side else 'full'}/{s}": yunet(f"yunet-{m}", side, s)
        for m in ("n", "s") for side in (320, 0) for s in (0.3, 0.5, 0.7)},
