@@ -8,6 +8,7 @@ from typing import Any
 
 from ..bundle import CURRENT, Bundle, current_bundle_dir, models_dir
 from ..config import EdgeConfig
+from ..service.running import write_running
 from .load import load_model, load_start_model, resolve_model
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class LiveModel:
         self.problem: str | None = start.problem  # set while a fallback model runs
         self._started_from = start.deployed
         self.reloads = self.reload_failures = 0
+        write_running(config.counts.state_dir, self.bundle.directory, self.bundle.sha256)
 
     def deployed_since_start(self) -> bool:
         """True when ``current`` moved after this model was chosen (a deploy during start-up)."""
@@ -43,19 +45,24 @@ class LiveModel:
         """Load the model again (a new bundle may have been deployed); keep the old one on failure."""
         gone = self._deployed_model_gone()
         if gone:
-            self.reload_failures += 1
-            log.error("reload: keeping model %s: %s", self.bundle.directory, gone)
-            return False
+            return self._keep(gone)
         try:
             bundle, classifier = load_model(self.config, resolve_model(self.config, self.explicit))
         except Exception as exc:  # whatever a bad bundle does, the running model stays
-            self.reload_failures += 1
-            log.error("reload: keeping model %s: %s", self.bundle.directory, exc)
-            return False
+            return self._keep(str(exc))
         self.bundle, self.classifier, self.problem = bundle, classifier, None
         self.reloads += 1
         log.info("reload: now using model %s (%s)", bundle.directory, bundle.sha256[:12])
+        write_running(self.config.counts.state_dir, bundle.directory, bundle.sha256, reload_ok=True)
         return True
+
+    def _keep(self, why: str) -> bool:
+        """A failed reload: the running model stays, and the log and the installer are told why."""
+        self.reload_failures += 1
+        log.error("reload: keeping model %s: %s", self.bundle.directory, why)
+        write_running(self.config.counts.state_dir, self.bundle.directory, self.bundle.sha256,
+                      reload_ok=False, reload_error=why)
+        return False
 
     def _deployed_model_gone(self) -> str | None:
         """Why a reload must not fall through to the built-in model: the store's ``current`` link is

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +12,13 @@ from ..bundle import CURRENT, PREVIOUS, load_bundle, models_dir, pointer
 from ..config import COUNTED_CLASSES
 from ..errors import DeployError, MaskipyError, ModelError
 from ..service.pidfile import running_pid, signal_reload
+from ..service.running import read_running, wait_for_reload_report
 from .store import KEEP_VERSIONS, locked, point, prune, same_bundle, store_copy, versions
 from .validate import Validation, validate_bundle
+
+# How long install and rollback wait for the gate to say what it loaded after the SIGHUP: it
+# reloads between frames, so a second is plenty unless the camera is stalled.
+CONFIRM_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ def install_bundle(incoming_dir: str | Path, state_dir: str | Path,
             point(models / PREVIOUS, old.name)
         point(models / CURRENT, stored.name)
         prune(models, keep)
-    message, ok = signal_reload(state_dir) if notify else ("reload not requested", True)
+    message, ok = reload_and_confirm(state_dir, copied.sha256) if notify else ("reload not requested", True)
     return SwapResult("installed", stored, old, message, ok, validation)
 
 
@@ -77,8 +83,35 @@ def rollback(state_dir: str | Path, labels: Sequence[str] = COUNTED_CLASSES,
         if current is not None:
             point(models / PREVIOUS, current.name)
         point(models / CURRENT, previous.name)
-    message, ok = signal_reload(state_dir) if notify else ("reload not requested", True)
+    message, ok = (reload_and_confirm(state_dir, load_bundle(previous).sha256) if notify
+                   else ("reload not requested", True))
     return SwapResult("rolled back to", previous, current, message, ok)
+
+
+def reload_and_confirm(state_dir: str | Path, expected_sha256: str,
+                       timeout: float = CONFIRM_SECONDS) -> tuple[str, bool]:
+    """SIGHUP the running gate, then wait for it to report what it loaded; (what happened, fine?).
+
+    A gate that does not report (one from before reports, or a state disk it cannot write) is only
+    signalled, as before.
+    """
+    pid, _ = running_pid(state_dir)
+    reports = pid is not None and (read_running(state_dir) or {}).get("pid") == pid
+    sent = time.time()
+    message, ok = signal_reload(state_dir)
+    if not ok or not reports or pid is None:
+        return message, ok
+    report = wait_for_reload_report(state_dir, pid, after=sent, timeout=timeout)
+    if report is None:
+        return (f"{message}; the gate (pid {pid}) did not say within {timeout:.0f} s what it loaded "
+                f"(a stalled camera?); maskipy-edge bundle status shows what it runs"), False
+    running = f"{report['name']} ({str(report['sha256'])[:12]})"
+    if not report["reload"]["ok"]:
+        return f"the gate (pid {pid}) refused it and keeps {running}: {report['reload']['error']}", False
+    if report["sha256"] != expected_sha256:
+        return (f"the gate (pid {pid}) runs {running}, not the installed model: its --model or "
+                f"[classifier] model names another bundle"), False
+    return f"the gate (pid {pid}) now runs {running}", True
 
 
 def bundle_status(state_dir: str | Path) -> list[tuple[str, str]]:
@@ -86,11 +119,14 @@ def bundle_status(state_dir: str | Path) -> list[tuple[str, str]]:
     names = [p.name for p in versions(models_dir(state_dir))]
     current, previous = pointer(state_dir, CURRENT), pointer(state_dir, PREVIOUS)
     pid, why = running_pid(state_dir)
+    report = read_running(state_dir) if pid else None
+    loaded = (f"{report['name']} ({str(report['sha256'])[:12]})" if report and report["pid"] == pid
+              else "not reported")
     return [
         ("state dir", str(Path(state_dir))),
         ("current", current.name if current else
          "none (the runtime uses [classifier] model or the built-in default)"),
         ("previous", previous.name if previous else "none"),
         ("versions", ", ".join(names) or "none"),
-        ("service", f"running (pid {pid})" if pid else f"not running ({why})"),
+        ("service", f"running (pid {pid}), model {loaded}" if pid else f"not running ({why})"),
     ]
