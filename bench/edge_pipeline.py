@@ -5,7 +5,7 @@ Frames (``bench_frames``): real face photos composed onto REAL, unblurred scene 
 face walks in at its own frame. Those photos hold a face or two of their own: recall counts only
 the faces we placed, and a box on a photo's own face is neither a hit nor a false positive.
 ``--backgrounds blurred`` brings back the old defocused backgrounds, which flatter Haar (about
-30 ms a frame there against 60-95 ms on real scenes).
+30 ms a frame there against a median of 36-59 ms on real scenes in results/edge_pipeline.json).
 
 Rows, all timed in one run on the same frames so their ratios hold on a busy machine: the seed
 (Haar frontalface_default 1.1/5 on every full-resolution frame, Keras predict per face), the edge
