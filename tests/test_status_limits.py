@@ -123,3 +123,28 @@ def test_preview_streams_are_capped_and_a_watcher_that_stops_reading_does_not_st
         feed.close()
     assert answers == [b"HTTP/1.0 200"] * 3 + [b"HTTP/1.0 503"], "three streams at once, the fourth refused"
     assert offered > 0
+
+
+def test_a_connection_flood_is_taken_at_a_bounded_rate():
+    """Clients that reconnect as fast as they are closed (or ask back to back) wait in the kernel's
+    backlog: the door takes at most its rate a second, so the flood cannot take the frame loop's CPU."""
+    from maskipy.edge.web.frontdoor import FrontDoor, Limits
+
+    door = FrontDoor(("127.0.0.1", 0), lambda conn, head, address: None, Limits(accepts_per_second=50.0))
+    door.start()
+    flood: list[socket.socket] = []
+    try:
+        started = time.monotonic()
+        for _ in range(250):  # under the listen backlog (256): every handshake completes at once
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(door.address)
+            flood.append(sock)
+        time.sleep(1.0)
+        elapsed = time.monotonic() - started
+        taken = door.accepted
+    finally:
+        for sock in flood:
+            sock.close()
+        door.close()
+    assert 40 <= taken <= 50 + 50 * elapsed + 5, f"{taken} connections taken in {elapsed:.2f} s"

@@ -21,6 +21,9 @@ QUEUE = 16  # complete requests waiting for a worker; past it: 503
 HEADER_SECONDS = 5.0  # the request line and headers must arrive within this
 SEND_SECONDS = 10.0  # a client must take each reply (each preview frame) within this
 MAX_REQUEST_BYTES = 8192  # request line and headers; a body is never read
+# Connections accepted a second (and at once): a page and Prometheus need a few; past it the listener
+# rests and the kernel's backlog holds them, so a flood costs the frame loop almost no CPU.
+ACCEPTS_PER_SECOND = 100.0
 
 Handler = Callable[[socket.socket, bytes, Any], None]
 
@@ -48,6 +51,7 @@ class Limits:
     header_seconds: float = HEADER_SECONDS
     send_seconds: float = SEND_SECONDS
     max_request_bytes: int = MAX_REQUEST_BYTES
+    accepts_per_second: float = ACCEPTS_PER_SECOND
 
 
 class FrontDoor:
@@ -57,8 +61,11 @@ class FrontDoor:
     the door thread reads all of them with ``selectors``. A head that takes longer than
     ``header_seconds`` gets 408, one over ``max_request_bytes`` 431, a connection past
     ``max_connections`` closes the oldest still arriving, and a full queue answers 503; all of it
-    before the handler (and the password check) runs. ``handle(conn, head, address)`` runs in one of
-    ``workers`` threads, the socket blocking with a ``send_seconds`` timeout::
+    before the handler (and the password check) runs. At most ``accepts_per_second`` connections
+    are taken a second: clients that reconnect as fast as they are closed, or ask back to back,
+    wait in the kernel's backlog instead of taking the CPU the frame loop needs.
+    ``handle(conn, head, address)`` runs in one of ``workers`` threads, the socket blocking with a
+    ``send_seconds`` timeout::
 
         door = FrontDoor(("127.0.0.1", 0), handle); door.start(); ...; door.close()
     """
@@ -81,6 +88,9 @@ class FrontDoor:
         self._ready: queue.Queue[tuple[socket.socket, bytes, Any]] = queue.Queue(self.limits.queue)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.listener, selectors.EVENT_READ)
+        self.accepted = 0
+        self._tokens, self._refilled = self.limits.accepts_per_second, time.monotonic()
+        self._resting_until: float | None = None  # the listener rests (unregistered) until then
         self._threads = [threading.Thread(target=self._door, name="maskipy-http", daemon=True)]
         self._threads += [threading.Thread(target=self._work, name=f"maskipy-http-{n}", daemon=True)
                           for n in range(self.limits.workers)]
@@ -114,22 +124,46 @@ class FrontDoor:
             self._selector.close()
 
     def _turn(self) -> None:
-        for key, _ in self._selector.select(timeout=0.2):
+        timeout = 0.2
+        if self._resting_until is not None:
+            left = self._resting_until - time.monotonic()
+            if left <= 0:
+                self._resting_until = None
+                self._selector.register(self.listener, selectors.EVENT_READ)
+            else:
+                timeout = min(timeout, left)
+        for key, _ in self._selector.select(timeout=timeout):
             if key.fileobj is self.listener:
                 self._accept()
             else:
                 self._read(key.fileobj)  # type: ignore[arg-type]
         self._expire(time.monotonic())
 
+    def _take_token(self) -> bool:
+        """One accept from the rate's bucket; False (and the listener resting) when it is empty."""
+        now, rate = time.monotonic(), self.limits.accepts_per_second
+        self._tokens = min(rate, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self._selector.unregister(self.listener)
+        self._resting_until = now + (1.0 - self._tokens) / rate
+        return False
+
     def _accept(self) -> None:
         for _ in range(64):  # a burst, then back to reading
+            if not self._take_token():
+                return
             try:
                 conn, address = self.listener.accept()
             except (BlockingIOError, InterruptedError):
+                self._tokens += 1.0  # nothing was waiting: the token was not spent
                 return
             except OSError as exc:  # out of file descriptors: try again at the next turn
                 log.warning("http: cannot accept a connection: %s", exc)
                 return
+            self.accepted += 1
             if len(self._arriving) >= self.limits.max_connections:
                 self._drop(next(iter(self._arriving)), "503 Service Unavailable")
             conn.setblocking(False)
