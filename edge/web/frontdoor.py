@@ -23,7 +23,7 @@ SEND_SECONDS = 10.0  # a client must take each reply (each preview frame) within
 MAX_REQUEST_BYTES = 8192  # request line and headers; a body is never read
 # Connections accepted a second (and at once): a page and Prometheus need a few; past it the listener
 # rests and the kernel's backlog holds them, so a flood costs the frame loop almost no CPU.
-ACCEPTS_PER_SECOND = 100.0
+ACCEPTS_PER_SECOND = 50.0
 
 Handler = Callable[[socket.socket, bytes, Any], None]
 
