@@ -68,6 +68,17 @@ class Mosquitto:
                 time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout} s")
 
+    def wait_for_autosave(self, after: float, timeout: float = 15.0) -> None:
+        """Block until the broker has saved its state (``mosquitto.db``) at or after wall time ``after``:
+        what a kill -9 then keeps (a loaded machine can delay the 1 s autosave well past a fixed sleep)."""
+        db = self.workdir / "mosquitto.db"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if db.exists() and db.stat().st_mtime >= after:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not save {db} within {timeout} s")
+
     def stop(self) -> None:
         """SIGTERM: mosquitto saves its sessions and exits, like ``systemctl stop mosquitto``."""
         if self.process is not None and self.process.poll() is None:

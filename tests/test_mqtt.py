@@ -176,7 +176,9 @@ def test_events_in_flight_when_the_broker_dies_are_resent_before_newer_ones(
     for event in events[:10]:
         output.on_count(event)
     recorder.wait_for(EVENTS, 10, timeout=10)
-    time.sleep(1.5)  # the broker's autosave keeps the recorder's session
+    # The recorder's session must be on disk before the kill -9, or the restarted broker drops the
+    # resent events before the recorder subscribes again (a fixed 1.5 s sleep lost that race under load).
+    broker.wait_for_autosave(after=time.time() + 0.01)
     broker.process.send_signal(signal.SIGSTOP)  # a hung broker: events go out, no PUBACK comes back
     for event in events[10:20]:
         output.on_count(event)
