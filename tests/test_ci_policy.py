@@ -13,6 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 TESTS = REPO / "tests"
 CI_RUN = REPO / ".ci" / "run"
+CI_PACKAGES = REPO / ".ci" / "system-packages"  # .ci/run sources it; the README shows the same command
 
 SKIPPING = '''
 import pytest
@@ -98,7 +99,7 @@ def test_ci_run_sets_ci_and_make_test_prints_skip_reasons() -> None:
 
 
 def _ci_packages() -> set[str]:
-    return set(re.findall(r"need\+=\(([\w.-]+)\)", CI_RUN.read_text()))
+    return set(re.findall(r"need\+=\(([\w.-]+)\)", CI_PACKAGES.read_text()))
 
 
 def test_the_readme_names_every_package_ci_installs() -> None:
@@ -107,6 +108,9 @@ def test_the_readme_names_every_package_ci_installs() -> None:
     assert {"openssh-server", "openssh-client", "mosquitto", "chromium"} <= packages
     missing = sorted(p for p in packages if f"`{p}`" not in readme)
     assert not missing, f"README.md does not say .ci/run installs {missing}"
+    # One command installs them, in CI and for a newcomer following the README.
+    assert re.search(r"^\. \.ci/system-packages$", CI_RUN.read_text(), re.MULTILINE)
+    assert "sudo bash .ci/system-packages" in readme
 
 
 def test_skip_messages_ask_only_for_packages_ci_installs() -> None:

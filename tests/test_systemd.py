@@ -19,6 +19,7 @@ SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
 UNIT = SYSTEMD / "maskipy-edge.service"
 INSTALL = SYSTEMD / "install.sh"
 SMOKE = Path(__file__).resolve().parent / "arm64" / "smoke.sh"
+CI_SCRIPTS = Path(__file__).resolve().parent.parent / ".ci"
 # The bar: the unit scored 7.8 EXPOSED before the sandbox; about 1.8 with it.
 MAX_EXPOSURE = 3.0
 # What the gate needs through DevicePolicy=closed: camera (V4L2, media controller, DMA heaps) and GPIO.
@@ -79,13 +80,16 @@ def test_exec_start_is_a_command_line_maskipy_edge_accepts() -> None:
     assert parsed.state_dir == unit_value("WorkingDirectory") == "/var/lib/maskipy"
 
 
-@pytest.mark.parametrize("script", [INSTALL, SMOKE], ids=["install.sh", "arm64-smoke.sh"])
+@pytest.mark.parametrize("script", [INSTALL, SMOKE, CI_SCRIPTS / "run", CI_SCRIPTS / "system-packages"],
+                         ids=["install.sh", "arm64-smoke.sh", "ci-run", "ci-system-packages"])
 def test_shell_scripts_pass_shellcheck(script: Path) -> None:
     subprocess.run(["bash", "-n", str(script)], check=True)
     assert os.access(script, os.X_OK), f"{script.name} should be executable"
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck not installed (.ci/run installs it: apt-get install -y shellcheck)")
-    done = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, timeout=60)
+    # -x from the repository root: .ci/run sources .ci/system-packages by that path.
+    done = subprocess.run(["shellcheck", "-x", str(script)], capture_output=True, text=True, timeout=60,
+                          cwd=CI_SCRIPTS.parent)
     assert done.returncode == 0, done.stdout
 
 
