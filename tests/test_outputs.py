@@ -86,6 +86,28 @@ def test_pin_in_use_is_an_output_error_naming_the_fix(mock_factory, tmp_path):
     LED(17, pin_factory=mock_factory).close()  # the LEDs built before the failure were released
 
 
+def test_gpio_warnings_other_than_factory_fallbacks_still_reach_the_user(mock_factory, tmp_path, monkeypatch):
+    """Building the LEDs collects gpiozero's pin-factory fallbacks into one line; any other warning
+    raised on the way is shown as it would have been, not swallowed with them."""
+    import warnings
+
+    from maskipy.edge.outputs import gpio
+
+    real = gpio.LedAlert
+
+    def warning_led(*args, **kwargs):
+        warnings.warn("Falling back from lgpio: No module named 'lgpio'", stacklevel=1)
+        warnings.warn("PWM falls back to software on this pin", RuntimeWarning, stacklevel=1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gpio, "LedAlert", warning_led)
+    path = tmp_path / "c.ini"
+    path.write_text("[outputs]\ndevices = led\n[counts]\nstate_dir = " + str(tmp_path) + "\n")
+    with pytest.warns(RuntimeWarning, match="PWM falls back") as shown:
+        close_outputs(build_outputs(load_edge_config(path), pin_factory=mock_factory))
+    assert not [w for w in shown if "Falling back from" in str(w.message)]
+
+
 def test_build_outputs_composes_the_configured_list(mock_factory, tmp_path):
     path = tmp_path / "c.ini"
     path.write_text(f"[outputs]\ndevices = led, buzzer, log, null\n[counts]\nstate_dir = {tmp_path}\n"

@@ -36,8 +36,10 @@ def build_gpio_outputs(config: EdgeConfig, pin_factory: Any = None) -> list[Outp
                                          beeps=out.beeps, active_high=out.active_high,
                                          pin_factory=pin_factory))
         except Exception as exc:
+            from gpiozero import BadPinFactory
+
             close_outputs(built)
-            if type(exc).__name__ != "BadPinFactory":
+            if not isinstance(exc, BadPinFactory):
                 raise
             reasons = "; ".join(_fallback_reasons(tried)) or str(exc)
             raise OutputError(f"{config.path} [outputs] devices = {', '.join(out.devices)}: no GPIO pin "
@@ -45,13 +47,22 @@ def build_gpio_outputs(config: EdgeConfig, pin_factory: Any = None) -> list[Outp
                               f"python3-lgpio; off a Pi: GPIOZERO_PIN_FACTORY=mock") from None
     for reason in _fallback_reasons(tried):
         log.info("gpio: %s", reason)
+    for other in tried:  # any other warning is not ours to swallow: shown as it would have been
+        if not _is_fallback(other):
+            warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
     return built
+
+
+_FALLBACK = "Falling back from "
+
+
+def _is_fallback(caught: warnings.WarningMessage) -> bool:
+    return str(caught.message).startswith(_FALLBACK)
 
 
 def _fallback_reasons(caught: list[warnings.WarningMessage]) -> list[str]:
     """``lgpio: No module named 'lgpio'`` for each of gpiozero's "Falling back from ..." warnings."""
-    prefix = "Falling back from "
-    return [str(w.message)[len(prefix):] for w in caught if str(w.message).startswith(prefix)]
+    return [str(w.message)[len(_FALLBACK):] for w in caught if _is_fallback(w)]
 
 
 def build_outputs(config: EdgeConfig, pin_factory: Any = None) -> list[Output]:

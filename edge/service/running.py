@@ -51,6 +51,11 @@ def read_running(state_dir: str | Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and isinstance(record.get("pid"), int) else None
 
 
+def describe_running(record: dict[str, Any]) -> str:
+    """``v0007-... (1a2b3c4d5e6f)``: the model a report names, as the installer and status print it."""
+    return f"{record['name']} ({str(record['sha256'])[:12]})"
+
+
 def wait_for_reload_report(state_dir: str | Path, pid: int, after: float, timeout: float,
                            poll: float = 0.1) -> dict[str, Any] | None:
     """Process ``pid``'s report of a reload attempt made at or after ``after`` (wall time), or None

@@ -12,7 +12,7 @@ from ..bundle import CURRENT, PREVIOUS, load_bundle, models_dir, pointer
 from ..config import COUNTED_CLASSES
 from ..errors import DeployError, MaskipyError, ModelError
 from ..service.pidfile import running_pid, signal_reload
-from ..service.running import read_running, wait_for_reload_report
+from ..service.running import describe_running, read_running, wait_for_reload_report
 from .store import KEEP_VERSIONS, locked, point, prune, same_bundle, store_copy, versions
 from .validate import Validation, validate_bundle
 
@@ -99,13 +99,13 @@ def reload_and_confirm(state_dir: str | Path, expected_sha256: str,
     reports = pid is not None and (read_running(state_dir) or {}).get("pid") == pid
     sent = time.time()
     message, ok = signal_reload(state_dir)
-    if not ok or not reports or pid is None:
+    if not ok or not reports or pid is None:  # pid: for the type checker, reports implies it
         return message, ok
     report = wait_for_reload_report(state_dir, pid, after=sent, timeout=timeout)
     if report is None:
         return (f"{message}; the gate (pid {pid}) did not say within {timeout:.0f} s what it loaded "
                 f"(a stalled camera?); maskipy-edge bundle status shows what it runs"), False
-    running = f"{report['name']} ({str(report['sha256'])[:12]})"
+    running = describe_running(report)
     if not report["reload"]["ok"]:
         return f"the gate (pid {pid}) refused it and keeps {running}: {report['reload']['error']}", False
     if report["sha256"] != expected_sha256:
@@ -120,8 +120,7 @@ def bundle_status(state_dir: str | Path) -> list[tuple[str, str]]:
     current, previous = pointer(state_dir, CURRENT), pointer(state_dir, PREVIOUS)
     pid, why = running_pid(state_dir)
     report = read_running(state_dir) if pid else None
-    loaded = (f"{report['name']} ({str(report['sha256'])[:12]})" if report and report["pid"] == pid
-              else "not reported")
+    loaded = describe_running(report) if report and report["pid"] == pid else "not reported"
     return [
         ("state dir", str(Path(state_dir))),
         ("current", current.name if current else
