@@ -9,8 +9,9 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
+
+from conftest import wait_for
 
 from maskipy.edge.service.running import RUNNING_FILE
 from maskipy.edge.swap import cli as swap
@@ -47,9 +48,7 @@ def test_install_reports_what_the_running_gate_loaded_or_refused(tmp_path, defau
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(gate.stderr), daemon=True).start()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (state / RUNNING_FILE).exists() and gate.poll() is None:
-            time.sleep(0.05)
+        wait_for(lambda: (state / RUNNING_FILE).exists() or gate.poll() is not None, timeout=60)
         assert json.loads((state / RUNNING_FILE).read_text())["pid"] == gate.pid, "".join(lines)
 
         # Installed with the gate's labels: the gate says it runs it.
