@@ -130,6 +130,70 @@ def test_a_bad_bundle_is_refused_and_current_is_untouched(
     assert state_files(state) == before
 
 
+def hand_copied_current(bundle: Path, state: Path, work: Path) -> None:
+    """What an operator does who deploys by hand: ``models/current`` made a real folder of bundle files."""
+    current = state / "models" / "current"
+    if current.is_symlink():
+        current.unlink()
+    current.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(edit_bundle(bundle, work / "by-hand", note="copied by hand"), current)
+
+
+@pytest.mark.parametrize(("layout", "incoming"),
+                         [("fresh", "good"), ("installed", "good"), ("installed", "bad")])
+def test_a_failed_install_over_a_hand_copied_current_folder_leaves_everything_as_it_was(
+        layout: str, incoming: str, bundle: Path, labels: tuple[str, ...], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    if layout == "installed":
+        swap.install_bundle(bundle, state, labels)
+    hand_copied_current(bundle, state, tmp_path)
+    before = state_files(state)
+    source = (edit_bundle(bundle, tmp_path / "v2", note="2") if incoming == "good" else
+              edit_bundle(bundle, tmp_path / "bad", model=b"not a model", fix_sha=False))
+    assert swap.main(["bundle", "install", str(source), "--state-dir", str(state)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("maskipy-edge: error:") and "Traceback" not in err
+    # Nothing half-done: no new version folder, no stray link, the operator's folder and files untouched.
+    assert state_files(state) == before
+    if incoming == "good":
+        current = state / "models" / "current"
+        assert f"{current} is a folder" in err and "by hand" in err and "nothing was changed" in err
+        assert f"mv {current} " in err, "it says how to keep the folder and go on"
+
+
+def test_a_rollback_over_a_hand_copied_current_folder_leaves_everything_as_it_was(
+        bundle: Path, labels: tuple[str, ...], tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    swap.install_bundle(bundle, state, labels)
+    swap.install_bundle(edit_bundle(bundle, tmp_path / "v2", note="2"), state, labels)
+    hand_copied_current(bundle, state, tmp_path)
+    before = state_files(state)
+    with pytest.raises(DeployError, match="by hand"):
+        swap.rollback(state, labels)
+    assert state_files(state) == before
+
+
+def test_a_switch_that_fails_halfway_puts_previous_back_and_leaves_no_new_version(
+        bundle: Path, labels: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "state"
+    swap.install_bundle(bundle, state, labels)
+    swap.install_bundle(edit_bundle(bundle, tmp_path / "v2", note="2"), state, labels)
+    before = state_files(state)
+    replace = os.replace
+
+    def refuse_current(source, target, *args, **kwargs):  # previous is switched, then current fails
+        if Path(target).name == "current":
+            raise OSError(28, "No space left on device")
+        return replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", refuse_current)
+    with pytest.raises(OSError, match="No space"):
+        swap.install_bundle(edit_bundle(bundle, tmp_path / "v3", note="3"), state, labels)
+    monkeypatch.undo()
+    assert state_files(state) == before, "current and previous as they were, no v3 and no stray link"
+
+
 def test_golden_output_within_tolerance_passes(bundle: Path, labels: tuple[str, ...], tmp_path: Path) -> None:
     from maskipy.edge.bundle import load_bundle
     from maskipy.edge.classifier.tflite import TFLiteClassifier

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from ..bundle import CURRENT, PREVIOUS, load_bundle, models_dir, pointer
 from ..config import COUNTED_CLASSES
-from ..errors import DeployError, MaskipyError, ModelError
+from ..errors import DeployError, ModelError
 from ..service.pidfile import running_pid, signal_reload
 from ..service.running import describe_running, read_running, wait_for_reload_report
-from .store import KEEP_VERSIONS, locked, point, prune, same_bundle, store_copy, versions
+from .store import KEEP_VERSIONS, check_links, locked, prune, same_bundle, store_copy, switch, versions
 from .validate import Validation, validate_bundle
 
 # How long install and rollback wait for the gate to say what it loaded after the SIGHUP: it
@@ -43,12 +43,16 @@ def install_bundle(incoming_dir: str | Path, state_dir: str | Path,
     """Validate ``incoming_dir`` and make it ``current``, the old one ``previous``; then signal a reload.
 
     The copy is re-checked against what was validated, so what runs is exactly what passed. A
-    bundle that fails raises ModelError and leaves ``current`` untouched.
+    bundle that fails raises ModelError and leaves ``current`` untouched; so does any later failure
+    (the new version is removed, ``previous`` put back). A ``current`` or ``previous`` copied by hand
+    (a folder, not the store's link) is refused before anything is done (DeployError).
     """
+    models = models_dir(state_dir)
+    check_links(models)  # before the slow part: a store it must not switch is refused at once
     validation = validate_bundle(incoming_dir, labels, reject_label)  # slow part, outside the lock
     bundle = validation.bundle
-    models = models_dir(state_dir)
     with locked(models):
+        check_links(models)
         old = pointer(state_dir, CURRENT)
         if old is not None and same_bundle(bundle.directory, old):
             # A retried deploy must not make previous a copy of current and lose the real rollback.
@@ -59,12 +63,12 @@ def install_bundle(incoming_dir: str | Path, state_dir: str | Path,
             copied = load_bundle(stored)
             if copied.metadata != bundle.metadata:
                 raise ModelError(f"{bundle.json_path}: changed while it was being installed; upload it again")
-        except MaskipyError:
-            shutil.rmtree(stored, ignore_errors=True)
+            switch(models, stored, old)
+        except BaseException:
+            # Not switched (a full disk, a kill): the new version goes, so nothing of it is left behind.
+            if pointer(state_dir, CURRENT) != stored.resolve():
+                shutil.rmtree(stored, ignore_errors=True)
             raise
-        if old is not None:
-            point(models / PREVIOUS, old.name)
-        point(models / CURRENT, stored.name)
         prune(models, keep)
     message, ok = reload_and_confirm(state_dir, copied.sha256) if notify else ("reload not requested", True)
     return SwapResult("installed", stored, old, message, ok, validation)
@@ -74,15 +78,15 @@ def rollback(state_dir: str | Path, labels: Sequence[str] = COUNTED_CLASSES,
              reject_label: str = "not_face", notify: bool = True) -> SwapResult:
     """Make ``previous`` current again (and the current one previous), after re-checking it."""
     models = models_dir(state_dir)
+    check_links(models)
     with locked(models):
+        check_links(models)
         previous, current = pointer(state_dir, PREVIOUS), pointer(state_dir, CURRENT)
         if previous is None:
             raise DeployError(f"{models}: no previous bundle to roll back to; install a known-good "
                               f"bundle with 'maskipy-edge bundle install DIR'")
         validate_bundle(previous, labels, reject_label)
-        if current is not None:
-            point(models / PREVIOUS, current.name)
-        point(models / CURRENT, previous.name)
+        switch(models, previous, current)
     message, ok = (reload_and_confirm(state_dir, load_bundle(previous).sha256) if notify
                    else ("reload not requested", True))
     return SwapResult("rolled back to", previous, current, message, ok)

@@ -9,7 +9,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -44,9 +44,47 @@ def point(link: Path, target_name: str) -> None:
     """Repoint ``link`` in one rename: readers see the old target or the new one, never neither."""
     tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    os.symlink(target_name, tmp)
-    os.replace(tmp, link)
+    try:
+        os.symlink(target_name, tmp)
+        os.replace(tmp, link)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a refused switch leaves no stray link
+        raise
     fsync_dir(link.parent)
+
+
+def check_links(models: Path) -> None:
+    """Refuse a store whose ``current`` or ``previous`` is not the link installs manage (a folder or
+    file copied there by hand): switching it would fail halfway or replace what the operator put there."""
+    for name in (CURRENT, PREVIOUS):
+        path = models / name
+        if path.is_symlink() or not os.path.lexists(path):
+            continue
+        kind = "folder" if path.is_dir() else "file"
+        keep = models.parent / f"hand-copied-{name}"
+        raise DeployError(
+            f"{path} is a {kind}, not the link that bundle install manages (copied there by hand?); "
+            f"nothing was changed, and the gate does not load it. To keep it as a bundle: mv {path} {keep} "
+            f"&& maskipy-edge bundle install {keep}; to drop it: rm -r {path}; then install again")
+
+
+def switch(models: Path, current: Path, previous: Path | None) -> None:
+    """Point ``previous``, then ``current``; if ``current`` cannot be switched, ``previous`` is put back,
+    so a failure never leaves a mix of old and new pointers."""
+    link = models / PREVIOUS
+    before = os.readlink(link) if link.is_symlink() else None
+    if previous is not None:
+        point(link, previous.name)
+    try:
+        point(models / CURRENT, current.name)
+    except BaseException:
+        if previous is not None:
+            with suppress(OSError):
+                if before is None:
+                    link.unlink(missing_ok=True)
+                else:
+                    point(link, before)
+        raise
 
 
 @contextmanager
