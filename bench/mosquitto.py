@@ -118,11 +118,21 @@ class Received:
     payload: bytes
     retain: bool
     at: float  # time.time() on arrival
+    # The broker's redelivery of a message it had sent before (QoS 1 after a reconnect or its restart:
+    # this subscriber's acknowledgement had not reached it); not a second publish by the gate.
+    dup: bool = False
+
+
+SETTLE = "maskipy-test/settle"  # a Recorder's own round trips (settle), not recorded
 
 
 @dataclass
 class Recorder:
-    """A subscriber with a persistent QoS 1 session: while it is away the broker keeps its messages."""
+    """A subscriber with a persistent QoS 1 session: while it is away the broker keeps its messages.
+
+    Each message is acknowledged before it is recorded, so ``settle()`` after a message was seen
+    proves the broker has that acknowledgement too.
+    """
 
     port: int
     topics: tuple[str, ...] = ("#",)
@@ -136,7 +146,7 @@ class Recorder:
         import paho.mqtt.client as mqtt
 
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                  clean_session=False, protocol=mqtt.MQTTv311)
+                                  clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in self.topics])
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -148,8 +158,24 @@ class Recorder:
         return self
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        client.ack(message.mid, message.qos)  # queued before anyone can see the message recorded
+        if message.topic.startswith(SETTLE + "/"):
+            return
         with self._lock:
-            self.messages.append(Received(message.topic, message.payload, bool(message.retain), time.time()))
+            self.messages.append(Received(message.topic, message.payload, bool(message.retain), time.time(),
+                                          bool(message.dup)))
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Return once the broker has read every acknowledgement this subscriber sent so far.
+
+        A QoS 1 publish goes out behind them on the one connection; its PUBACK means the broker read
+        them. A broker stopped after this redelivers nothing already recorded, so a duplicate seen
+        later is a second publish, not the broker's QoS 1 redelivery.
+        """
+        info = self.client.publish(f"{SETTLE}/{self.client_id}", b"", qos=1)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise RuntimeError(f"the broker did not acknowledge {self.client_id}'s settle within {timeout} s")
 
     def on(self, topic: str) -> list[Received]:
         with self._lock:

@@ -6,8 +6,13 @@ Events stream at ``--rate`` per second; the broker is stopped ``--before`` secon
 Then the real frame loop (detector, classifier, tracker) runs over the scene photos with and without
 ``[mqtt]``, alternately, and compares frames/s.
 
+``--full-disk S`` puts the state dir on a real tmpfs (``mount``: needs root) with the count log beside
+the MQTT spool, as on a gate, fills it up when the broker stops and frees it ``S`` seconds later; the
+run then also checks that ``events.jsonl``, ``totals.json`` and the MQTT totals equal the events.
+
     python bench/mqtt_outage.py                  # 60 s outage, the issue's goal
     python bench/mqtt_outage.py --outage 5 --fps-rounds 1
+    python bench/mqtt_outage.py --full-disk 65 --fps-rounds 0 --json bench/results/mqtt_outage_full_disk.json
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import json
 import logging
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,53 +35,171 @@ from bench_common import DATA, bench_main, format_table, provenance, summarize
 from mosquitto import Mosquitto, Recorder
 
 from maskipy.edge.config import MqttConfig, load_edge_config
+from maskipy.edge.outputs.counts import CountLog, read_events
 from maskipy.edge.outputs.mqtt import MqttOutput
 from maskipy.edge.tracking import CountEvent
 
 GATE = "bench-gate"
 LABELS = ("properly_masked", "improperly_masked", "unmasked")
+TOPIC = f"maskipy/{GATE}/event"
 
 
-def outage_run(work: Path, *, before: float, outage: float, after: float, rate: float,
-               drain: float) -> dict[str, Any]:
-    """Stream events across a broker outage; what arrived, how often, in which order, how fast."""
+class StateDisk:
+    """A real tmpfs of ``mib`` MiB at ``path`` for the state dir, filled up and freed on cue."""
+
+    def __init__(self, path: Path, mib: int) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"mqtt_outage: --full-disk needs a real tmpfs, and mount failed "
+                             f"({done.stderr.strip()}); run it as root")
+        self.path, self.filler = path, path / "filler"
+
+    def fill(self) -> None:
+        """Take every free block (a partial write, then ENOSPC, at each size)."""
+        with open(self.filler, "ab", buffering=0) as handle:
+            for size in (1 << 20, 4096):
+                try:
+                    while True:
+                        handle.write(b"\0" * size)
+                except OSError:
+                    pass
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], check=False)
+
+
+class Degraded:
+    """When an output said it was degraded (first and last time seen), sampled once per event."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def sample(self, why: str | None, now: float) -> None:
+        if why is not None:
+            self.first = now if self.first is None else self.first
+            self.last = now
+
+    def span(self, origin: float) -> list[float] | None:
+        """[first, last] seconds after ``origin``, or None when it never was."""
+        return None if self.first is None else [round(self.first - origin, 1), round(self.last - origin, 1)]
+
+
+def outage_run(work: Path, *, before: float, outage: float, after: float, rate: float, drain: float,
+               full_disk: float = 0.0, disk_mib: int = 16) -> dict[str, Any]:
+    """Stream events across a broker outage; what arrived, how often, in which order, how fast.
+
+    ``full_disk``: seconds the state disk (a real tmpfs, with a count log beside the spool) is full,
+    from the moment the broker stops; 0 leaves the state dir on the ordinary disk, MQTT alone.
+    """
     broker = Mosquitto(work / "broker")
     broker.start()
-    recorder = Recorder(broker.port, topics=(f"maskipy/{GATE}/event",)).start()
+    disk = StateDisk(work / "disk", disk_mib) if full_disk else None
+    state = disk.path / "state" if disk else work / "state"
+    topics = (TOPIC, f"maskipy/{GATE}/totals/+") if disk else (TOPIC,)
+    recorder = Recorder(broker.port, topics=topics).start()
     output = MqttOutput(MqttConfig(enabled=True, host="127.0.0.1", port=broker.port, gate=GATE),
-                        state_dir=work / "state", labels=LABELS, alert_classes=("unmasked",))
+                        state_dir=state, labels=LABELS, alert_classes=("unmasked",))
+    count_log = CountLog(state, labels=LABELS) if disk else None
     call_us = frame_call_cost(output)
     sent: list[tuple[str, float, str]] = []  # id, count time, phase
     on_count_us: list[float] = []
+    log_us: list[float] = []
+    mqtt_degraded, log_degraded = Degraded(), Degraded()
     start = time.monotonic()
-    stopped_at = restarted_at = None
+    stopped_at = restarted_at = filled_at = freed_at = None
     number = 0
-    while (elapsed := time.monotonic() - start) < before + outage + after:
-        if stopped_at is None and elapsed >= before:
-            broker.stop()
-            stopped_at = time.time()
-        if restarted_at is None and elapsed >= before + outage:
-            broker.start()
-            restarted_at = time.time()
-        phase = "before" if stopped_at is None else "outage" if restarted_at is None else "after"
-        event = CountEvent(time.time(), number, LABELS[number % 3], 0.9, (0, 0, 10, 10))
-        called = time.perf_counter()
-        output.on_count(event)
-        on_count_us.append(1e6 * (time.perf_counter() - called))
-        sent.append((event.id, event.time, phase))
-        number += 1
-        time.sleep(max(0.0, start + number / rate - time.monotonic()))
-    topic = f"maskipy/{GATE}/event"
-    recorder.wait_for(topic, len(sent), timeout=drain)
-    time.sleep(1.0)  # a late duplicate would arrive here
-    output.close()
-    received = recorder.on(topic)
-    recorder.stop()
-    broker.stop()
-    result = tally(sent, received, restarted_at or time.time())
-    result["on_frame_us"] = call_us
-    result["on_count_us"] = summarize(on_count_us)
+    try:
+        while (elapsed := time.monotonic() - start) < before + outage + after:
+            if stopped_at is None and elapsed >= before:
+                broker.stop()
+                stopped_at = time.time()
+                if disk:
+                    disk.fill()
+                    filled_at = time.time()
+            if restarted_at is None and elapsed >= before + outage:
+                broker.start()
+                restarted_at = time.time()
+            if disk and freed_at is None and elapsed >= before + full_disk:
+                disk.free()
+                freed_at = time.time()
+            phase = "before" if stopped_at is None else "outage" if restarted_at is None else "after"
+            event = CountEvent(time.time(), number, LABELS[number % 3], 0.9, (0, 0, 10, 10))
+            called = time.perf_counter()
+            output.on_count(event)
+            on_count_us.append(1e6 * (time.perf_counter() - called))
+            if count_log:
+                called = time.perf_counter()
+                count_log.on_count(event)
+                log_us.append(1e6 * (time.perf_counter() - called))
+                log_degraded.sample(count_log.degraded, time.time())
+            mqtt_degraded.sample(output.degraded, time.time())
+            sent.append((event.id, event.time, phase))
+            number += 1
+            time.sleep(max(0.0, start + number / rate - time.monotonic()))
+        if disk and freed_at is None:  # the disk is freed by the end of the run at the latest
+            disk.free()
+            freed_at = time.time()
+        recorder.wait_for(TOPIC, len(sent), timeout=drain)
+        # Back on disk and nothing left to send, then a second in which a late duplicate would arrive.
+        deadline = time.monotonic() + drain
+        while (output.degraded or output.queued) and time.monotonic() < deadline:
+            mqtt_degraded.sample(output.degraded, time.time())
+            time.sleep(0.1)
+        time.sleep(1.0)
+        output.close()
+        if count_log:
+            count_log.close()
+        received = recorder.on(TOPIC)
+        result = tally(sent, received, restarted_at or time.time())
+        result["on_frame_us"] = call_us
+        result["on_count_us"] = summarize(on_count_us)
+        if disk and stopped_at is not None:
+            result["full_disk"] = disk_report(state, sent, recorder, stopped_at, filled_at, freed_at,
+                                              mqtt_degraded, log_degraded, output.degraded)
+            result["full_disk"]["count_log_on_count_us"] = summarize(log_us)
+    finally:
+        recorder.stop()
+        broker.stop()
+        if disk:
+            disk.close()
     return result
+
+
+def disk_report(state: Path, sent: list[tuple[str, float, str]], recorder: Recorder, stopped_at: float,
+                filled_at: float | None, freed_at: float | None, mqtt_degraded: Degraded,
+                log_degraded: Degraded, mqtt_still: str | None) -> dict[str, Any]:
+    """What the full disk did: when MQTT and the count log were degraded, and whether what the count
+    log saved and the MQTT totals equal the events once the disk had room again."""
+    from collections import Counter
+
+    expected = Counter(LABELS[number % 3] for number in range(len(sent)))
+    ids = [ident for ident, _, _ in sent]
+    logged = [event.get("id") for event in read_events([state / "events.jsonl"])]
+    try:
+        days = json.loads((state / "totals.json").read_text())["days"]
+        saved = sum(map(Counter, days.values()), Counter())
+    except (OSError, ValueError, KeyError):
+        saved = Counter()
+    mqtt_totals = {label: int(found[-1].payload) if (found := recorder.on(f"maskipy/{GATE}/totals/{label}"))
+                   else None for label in LABELS}
+    return {
+        "filled_s": round(filled_at - stopped_at, 2) if filled_at else None,
+        "freed_s": round(freed_at - stopped_at, 1) if freed_at else None,
+        "mqtt_degraded_s": mqtt_degraded.span(stopped_at),
+        "count_log_degraded_s": log_degraded.span(stopped_at),
+        "mqtt_degraded_at_end": mqtt_still,
+        "events_logged": len(logged), "logged_lost": len(set(ids) - set(logged)),
+        "logged_duplicates": len(logged) - len(set(logged)), "logged_in_order": logged == ids,
+        "totals_json": dict(saved), "mqtt_totals": mqtt_totals, "events_per_class": dict(expected),
+        "totals_json_equal_events": saved == expected,
+        "mqtt_totals_equal_events": mqtt_totals == dict(expected),
+    }
 
 
 def frame_call_cost(output: MqttOutput, calls: int = 2000) -> dict[str, float | int]:
@@ -96,6 +220,13 @@ def frame_call_cost(output: MqttOutput, calls: int = 2000) -> dict[str, float | 
 
 def tally(sent: list[tuple[str, float, str]], received: list[Any], restarted_at: float) -> dict[str, Any]:
     ids = [json.loads(m.payload)["id"] for m in received]
+    seen: set[str] = set()
+    # A repeat the broker marked as a redelivery (its QoS 1 resend to this subscriber, whose
+    # acknowledgement it had not read when it stopped) against one the gate published twice.
+    redelivered = 0
+    for message, ident in zip(received, ids, strict=True):
+        redelivered += ident in seen and message.dup
+        seen.add(ident)
     arrival = {}
     for message, ident in zip(received, ids, strict=True):
         arrival.setdefault(ident, message.at)
@@ -110,7 +241,7 @@ def tally(sent: list[tuple[str, float, str]], received: list[Any], restarted_at:
     outage_ids = [i for i, _, p in sent if p == "outage" and i in arrival]
     return {
         "sent": len(sent), "received": len(ids), "lost": len(set(sent_ids) - set(ids)),
-        "duplicates": len(ids) - len(set(ids)),
+        "duplicates": len(ids) - len(set(ids)), "duplicates_redelivered_by_broker": redelivered,
         "in_order": first_seen == [i for i in sent_ids if i in arrival],
         "sent_during_outage": sum(p == "outage" for _, _, p in sent),
         "latency_ms": {phase: summarize(values) for phase, values in latency.items()},
@@ -167,17 +298,21 @@ def frame_loop_fps(work: Path, *, frames: int, rounds: int) -> dict[str, Any]:
 
 
 def run_benchmark(*, before: float, outage: float, after: float, rate: float, drain: float,
-                  fps_frames: int, fps_rounds: int) -> dict[str, Any]:
+                  fps_frames: int, fps_rounds: int, full_disk: float = 0.0,
+                  disk_mib: int = 16) -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from maskipy.edge.bundle import DEFAULT_BUNDLE
 
     settings = {"before_s": before, "outage_s": outage, "after_s": after, "events_per_s": rate}
+    if full_disk:
+        settings |= {"full_disk_s": full_disk, "disk_mib": disk_mib}
     # The commit is taken before the minutes of measuring; the model once the frame loop loaded it.
     record = provenance()
     with tempfile.TemporaryDirectory(prefix="maskipy-mqtt-bench-") as tmp:
         work = Path(tmp)
         result: dict[str, Any] = {"settings": settings}
-        result["outage"] = outage_run(work, before=before, outage=outage, after=after, rate=rate, drain=drain)
+        result["outage"] = outage_run(work, before=before, outage=outage, after=after, rate=rate, drain=drain,
+                                      full_disk=full_disk, disk_mib=disk_mib)
         if fps_rounds and fps_frames:
             result["frame_loop"] = frame_loop_fps(work, frames=fps_frames, rounds=fps_rounds)
             loaded = provenance(result["frame_loop"].pop("model_dir"), "the runtime's (default config)")
@@ -203,6 +338,14 @@ def print_report(result: dict[str, Any]) -> None:
     print(format_table(["count -> arrival (ms)", "n", "median", "p90"], rows))
     print(f"gate reconnected {o['reconnected_after_restart_s']} s after the broker restart; "
           f"on_frame {o['on_frame_us']['median']} us, on_count {o['on_count_us']['median']} us (median)")
+    if "full_disk" in o:
+        d = o["full_disk"]
+        print(f"state disk full from the broker stop (+{d['filled_s']} s) to +{d['freed_s']} s; MQTT "
+              f"degraded {d['mqtt_degraded_s']} s, count log {d['count_log_degraded_s']} s after the stop")
+        row = [d[key] for key in ("events_logged", "logged_lost", "logged_duplicates", "logged_in_order",
+                                  "totals_json_equal_events", "mqtt_totals_equal_events")]
+        print(format_table(["count log: logged", "lost", "duplicates", "in order", "totals.json = events",
+                            "MQTT totals = events"], [row]))
     if "frame_loop" in result:
         f = result["frame_loop"]
         print(f"frame loop: {f['median_fps_off']} fps without MQTT, {f['median_fps_on']} with "
@@ -218,18 +361,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drain", type=float, default=60.0, help="wait this long for the backlog")
     parser.add_argument("--fps-frames", type=int, default=40, help="frames per frame-loop run")
     parser.add_argument("--fps-rounds", type=int, default=5, help="off/on pairs of frame-loop runs (0: skip)")
+    parser.add_argument("--full-disk", type=float, default=0.0, metavar="S",
+                        help="state dir on a real tmpfs (needs root), full from the broker stop for S "
+                             "seconds (0: off)")
+    parser.add_argument("--disk-mib", type=int, default=16, help="size of that tmpfs")
 
 
 def exit_code(result: dict[str, Any]) -> int:
-    """0 when every event arrived once and in order."""
+    """0 when every event arrived once and in order (and, with a full disk, was logged once and totalled)."""
     o = result["outage"]
-    return 0 if o["lost"] == 0 and o["duplicates"] == 0 and o["in_order"] else 1
+    ok = o["lost"] == 0 and o["duplicates"] == 0 and o["in_order"]
+    if "full_disk" in o:
+        d = o["full_disk"]
+        ok = ok and d["logged_in_order"] and d["totals_json_equal_events"] and d["mqtt_totals_equal_events"]
+    return 0 if ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     return bench_main(__file__, __doc__, add_arguments, lambda a: run_benchmark(
         before=a.before, outage=a.outage, after=a.after, rate=a.rate, drain=a.drain,
-        fps_frames=a.fps_frames, fps_rounds=a.fps_rounds), print_report, argv, exit_code)
+        fps_frames=a.fps_frames, fps_rounds=a.fps_rounds, full_disk=a.full_disk, disk_mib=a.disk_mib),
+        print_report, argv, exit_code)
 
 
 if __name__ == "__main__":

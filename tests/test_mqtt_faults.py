@@ -73,6 +73,14 @@ def ids_on(recorder: Recorder) -> list[str]:
     return [json.loads(m.payload)["id"] for m in recorder.on(EVENTS)]
 
 
+def settled(output: MqttOutput, recorder: Recorder) -> None:
+    """Every event so far acknowledged at both ends (gate to broker, broker to subscriber), so a broker
+    stopped now holds nothing half-delivered: a duplicate after its restart is then the gate's own,
+    not QoS 1's redelivery of a message whose acknowledgement the stopping broker never read."""
+    assert wait_for(lambda: output.queued == 0 and not output.sender.inflight, timeout=10)
+    recorder.settle()
+
+
 def test_a_full_state_disk_and_a_broker_outage_lose_no_event_once_the_disk_has_room(
         broker: Mosquitto, recorder: Recorder, disk: Tmpfs, thread_errors: list, caplog) -> None:
     output = make_output(broker.port, disk.path / "state")
@@ -80,6 +88,7 @@ def test_a_full_state_disk_and_a_broker_outage_lose_no_event_once_the_disk_has_r
     for event in sent[:10]:
         output.on_count(event)
     assert len(recorder.wait_for(EVENTS, 10, timeout=10)) == 10
+    settled(output, recorder)
     broker.stop()
     disk.fill()
     with caplog.at_level(logging.WARNING):
@@ -101,6 +110,86 @@ def test_a_full_state_disk_and_a_broker_outage_lose_no_event_once_the_disk_has_r
     output.close()
     assert ids_on(recorder) == [e.id for e in sent], "every event once, in order"
     assert not thread_errors
+
+
+@pytest.mark.parametrize("back_first", ["broker", "disk"])
+def test_the_whole_gate_loses_and_repeats_no_event_over_a_broker_outage_on_a_full_disk(
+        back_first: str, broker: Mosquitto, recorder: Recorder, disk: Tmpfs, thread_errors: list,
+        caplog) -> None:
+    """The issue's goal, its 60 s outage shortened: the broker down and the state disk full at once, the
+    count log and the MQTT spool both on it, people counted all along. Once the disk has room and the
+    broker is back, every event reaches a persistent-session subscriber exactly once and in order, and
+    events.jsonl, totals.json and the MQTT totals all equal the events. ``back_first``: which fault
+    ends first (the broker: the backlog goes out of memory while the disk is still full)."""
+    from collections import Counter
+
+    from maskipy.edge.config import load_edge_config
+    from maskipy.edge.outputs import build_outputs, close_outputs
+    from maskipy.edge.outputs.counts import read_events
+
+    state = disk.path / "state"
+    ini = disk.path.parent / "config.ini"
+    ini.write_text(f"[outputs]\ndevices = log\n[counts]\nstate_dir = {state}\n[mqtt]\nenabled = yes\n"
+                   f"host = 127.0.0.1\nport = {broker.port}\ngate = {GATE}\nreconnect_max_seconds = 1\n")
+    outputs = build_outputs(load_edge_config(ini))
+    count_log, mqtt = (next(o for o in outputs if o.name == name) for name in ("log", "mqtt"))
+    sent = [person(n, LABELS[n % 3]) for n in range(90)]
+
+    def count(events: list[CountEvent]) -> None:  # what the frame loop does for each counted person
+        for event in events:
+            for output in outputs:
+                output.on_count(event)
+            time.sleep(0.01)
+
+    count(sent[:10])
+    recorder.wait_for(EVENTS, 10, timeout=10)
+    settled(mqtt, recorder)
+    broker.stop()
+    disk.fill()
+    with caplog.at_level(logging.WARNING):
+        count(sent[10:40])
+        assert wait_for(lambda: mqtt.degraded is not None, timeout=5), "the full disk is noticed"
+        assert count_log.degraded is not None and "full" in mqtt.degraded
+        if back_first == "broker":
+            broker.start()
+            count(sent[40:60])
+            recorder.wait_for(EVENTS, 60, timeout=20)
+            assert len(ids_on(recorder)) == 60, "the backlog goes out of memory while the disk is full"
+            assert mqtt.degraded is not None, "the disk is still full"
+            disk.free()
+        else:
+            disk.free()
+            count(sent[40:60])
+            assert wait_for(lambda: mqtt.degraded is None, timeout=10), "back on disk once it has room"
+            broker.start()
+        count(sent[60:])
+        recorder.wait_for(EVENTS, len(sent), timeout=20)
+        assert wait_for(lambda: mqtt.degraded is None and mqtt.queued == 0, timeout=10)
+    assert count_log.degraded is None
+    close_outputs(outputs)
+    assert "Traceback" not in caplog.text and not thread_errors
+    assert ids_on(recorder) == [e.id for e in sent], "every event exactly once, in order"
+    expected = Counter(e.label for e in sent)
+    for label in LABELS:
+        assert recorder.on(f"maskipy/{GATE}/totals/{label}")[-1].payload == str(expected[label]).encode()
+    assert [e["id"] for e in read_events([state / "events.jsonl"])] == [e.id for e in sent]
+    saved = json.loads((state / "totals.json").read_text())
+    assert sum(map(Counter, saved["days"].values()), Counter()) == expected, "totals equal the events"
+
+
+def test_the_outage_bench_with_a_full_disk_writes_its_json(disk: Tmpfs, tmp_path: Path) -> None:
+    import mqtt_outage  # bench/, on the path through mqtt_broker
+
+    out = tmp_path / "mqtt_outage_full_disk.json"  # ``disk``: skipped where the sandbox cannot mount
+    code = mqtt_outage.main(["--before", "0.5", "--outage", "2", "--after", "1", "--rate", "10",
+                             "--full-disk", "2.5", "--disk-mib", "2", "--fps-rounds", "0",
+                             "--json", str(out)])
+    data = json.loads(out.read_text())
+    o, d = data["outage"], data["outage"]["full_disk"]
+    assert code == 0 and o["lost"] == 0 and o["duplicates"] == 0 and o["in_order"]
+    assert d["mqtt_degraded_s"] and d["count_log_degraded_s"], "the disk really was full"
+    assert d["events_logged"] == o["sent"] and d["totals_json_equal_events"] and d["mqtt_totals_equal_events"]
+    assert data["settings"]["full_disk_s"] == 2.5 and len(data["model_sha256"]) == 64 and data["commit"]
 
 
 def test_events_reach_the_broker_from_memory_while_the_state_disk_is_full_at_start(
