@@ -93,6 +93,9 @@ def test_ci_run_fails_when_it_cannot_install_the_test_tools(tmp_path: Path) -> N
 
 def test_ci_run_sets_ci_and_make_test_prints_skip_reasons() -> None:
     assert re.search(r"^export CI=\$\{CI:-true\}$", CI_RUN.read_text(), re.MULTILINE)
+    # The Home Assistant test runs in its own target, after the suite, and stops CI when it cannot run.
+    commands = re.findall(r"^make (.+)$", CI_RUN.read_text(), re.MULTILINE)
+    assert commands == ["test", "ha-test"], commands
     recipe = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True, timeout=60,
                             check=True).stdout
     assert re.search(r"python -m pytest .*-rs", recipe), recipe

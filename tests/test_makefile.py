@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 NAMED_FILE = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*[\w.-]+\.(?:sh|py|ini))\b")
 
 
-@pytest.mark.parametrize("target", ["run", "test", "lint", "default-model", "bench"])
+@pytest.mark.parametrize("target", ["run", "test", "ha-test", "lint", "default-model", "bench"])
 def test_make_targets_call_files_that_exist(target: str) -> None:
     if shutil.which("make") is None:
         pytest.skip("make not installed")
