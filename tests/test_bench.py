@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mqtt_broker import needs_mosquitto
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
@@ -174,6 +175,32 @@ def test_memory_startup_measures_a_real_edge_process(tmp_path, tiny_models, scen
     assert run["exit_code"] == 0, run["stderr_tail"]
     assert run["peak_rss_mb"] > 0 and run["ready_s"] is not None
     assert {"peak_rss_mb", "first_decision_s", "bars"} <= set(data)
+
+
+@needs_mosquitto
+def test_memory_long_samples_real_gates_and_says_where_their_memory_sits(tmp_path, shared_data):
+    import memory_long
+    from bench_common import write_json
+
+    result = memory_long.run_benchmark(frames=60, stages=True, work=tmp_path)
+    data = read(write_json(tmp_path / "memory.json", result))
+    runs = {run["variant"]: run for run in data["runs"]}
+    assert set(runs) == set(memory_long.VARIANTS) and data["all_exit_zero"], data["runs"]
+    for run in runs.values():
+        # The gate's own peak, not this (TensorFlow-sized) process's that ru_maxrss carries over: near
+        # the VmHWM /proc showed while it ran.
+        assert 0 < run["peak_rss_mb"] < 1024 and run["samples"] >= 1
+        assert abs(run["peak_rss_mb"] - run["sampled_hwm_mb"]) <= 5
+        assert run["where_mb"]["malloc heap (main arena)"] > 0
+        assert any(name.startswith("cv2") for name in run["where_mb"])
+    assert runs["page+mqtt"]["threads_peak"] > runs["off"]["threads_peak"]
+    # Polled while it served (a poll as the gate closes its page may fail: the run ends under it).
+    assert runs["page+mqtt"]["page_requests"] >= 1 and "page_requests" not in runs["off"]
+    steps = [step["step"] for step in data["stages"]]
+    assert steps[0] == "python" and steps[-2:] == ["after frame 1", "after frame 300"]
+    assert all(step["rss_mb"] > 0 for step in data["stages"])
+    assert set(data["peak_rss_mb"]) == set(memory_long.VARIANTS) and "ok" in data["goal"]
+    assert len(data["provenance"]["commit"]) >= 40
 
 
 def test_status_page_compares_gates_with_the_page_off_on_watched_and_under_hostile_clients(tmp_path,
