@@ -56,12 +56,20 @@ def interpreter_class(module: str, attribute: str) -> Any | None:
         return None
 
 
+def sized(crop: np.ndarray, size: int) -> np.ndarray:
+    """The crop at a model's input size: the seed's models take 224 px crops, the shipped one 160."""
+    import cv2
+
+    return crop if crop.shape[0] == size else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
 def tflite_face_call(cls: Any, model: Path, threads: int, crop: np.ndarray) -> Callable[[], Any]:
     """One face through a bundle's interpreter as the edge does it: quantize, set, invoke, read."""
     interpreter = cls(model_path=str(model / "model.tflite"), num_threads=threads)
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     scale, zero = inp["quantization"]
+    crop = sized(crop, int(inp["shape"][1]))
 
     def call() -> Any:
         interpreter.set_tensor(inp["index"], to_input(crop[None], inp["dtype"], scale, int(zero)))
@@ -119,7 +127,9 @@ def bench_shipped(bundle: Path, crop: np.ndarray, runs: int) -> dict[str, Any]:
     from maskipy.edge.config import load_edge_config
 
     config = load_edge_config(None)
-    classifier = build_classifier(config.classifier, load_bundle(bundle))
+    loaded = load_bundle(bundle)
+    classifier = build_classifier(config.classifier, loaded)
+    crop = sized(crop, loaded.crop_spec.size)
     return {"runtime": classifier.runtime, "model": "int8 (shipped path)", "call": "classify", "threads":
             config.classifier.num_threads, "ms": time_calls(lambda: classifier.classify(crop[None]), runs)}
 

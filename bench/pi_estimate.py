@@ -6,7 +6,7 @@ built (every figure and assumption is also written into the JSON, ``pi_estimate.
 - TFLite model time on a Pi 4 = MACs per call (``model_macs.py``) / a per-MAC rate taken from one
   public figure: int8 MobileNetV2-224 (300 M MACs, Sandler et al. 2018, table 4) runs in about
   22 ms on a Pi 4 (TFLite benchmark_model, 4 threads; bench/README.md). The shipped classifier is
-  that network (``model_macs`` counts 299.7 M MACs), so its Pi time is that figure.
+  that network on 160 px crops (``model_macs`` counts its MACs; 299.7 M at 224 px), priced at that rate.
 - The BlazeFace detectors are float32 (fp16 weights dequantized at load): float MACs are taken as
   FLOAT_OVER_INT8 times dearer than int8 ones on the Pi 4's Cortex-A72 (XNNPACK; 1.5-2.5x is the
   usual range). Fewer threads than 4 cost PI_THREAD_SLOWDOWN.
@@ -66,6 +66,15 @@ def model_figures(path: str, threads: int, runs: int = 20, input_size: int = 0) 
     return {"path": path, "mmacs": info["mmacs"], "compute_dtype": info["compute_dtype"],
             "input_shape": info["input_shape"], "threads": threads, "pi4_ms_estimate": round(pi4_ms, 2),
             "x86_invoke_ms": invoke_ms(path, threads, runs, input_size)}
+
+
+def classifier_pi4_ms(path: str) -> dict[int, float]:
+    """The Pi 4 estimate of one classifier call at 2 and 4 threads, from the model's own MACs (the
+    shipped classifier is int8; at 224 px this is the public 22 ms figure, at 160 px about half)."""
+    info = model_macs(path)
+    dtype_factor = 1.0 if "int8" in info["compute_dtype"] else FLOAT_OVER_INT8
+    return {t: round(info["mmacs"] / PI4_INT8_MMAC_PER_MS * dtype_factor * PI_THREAD_SLOWDOWN[t], 1)
+            for t in (2, 4)}
 
 
 def yunet_figures(model: str, long_side: int, threads: int, runs: int = 20) -> dict[str, Any]:

@@ -139,8 +139,10 @@ def test_model_macs_counts_the_classifier_as_mobilenet_v2():
     assert op_macs("DEPTHWISE_CONV_2D", (1, 3, 3, 32), (1, 112, 112, 32)) == 112 * 112 * 32 * 9
     if not (DEFAULT_BUNDLE / MODEL_FILE).is_file():
         pytest.skip("no default bundle")
-    # MobileNetV2-224 is ~300 M multiply-adds (Sandler et al. 2018).
-    assert 280 <= model_macs(DEFAULT_BUNDLE / MODEL_FILE)["mmacs"] <= 320
+    # MobileNetV2-224 is ~300 M multiply-adds (Sandler et al. 2018); the shipped model runs it on
+    # 160 px crops, (160/224)^2 of that in the backbone (5x5 instead of 7x7 cells at the end).
+    macs = model_macs(DEFAULT_BUNDLE / MODEL_FILE)["mmacs"]
+    assert 300 * (160 / 224) ** 2 * 0.95 <= macs <= 300 * (160 / 224) ** 2 * 1.05
 
 
 def test_match_faces_counts_each_true_face_once():
