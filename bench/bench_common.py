@@ -210,8 +210,12 @@ def load_seed_model() -> tuple[Any, str]:
 
     for path in SEED_KERAS:
         if path.is_file():
-            return keras.models.load_model(path, compile=False), str(path)
-    return build_seed_model(), "seed architecture, ImageNet backbone (no trainer model in runs/)"
+            model = keras.models.load_model(path, compile=False)
+            # The seed ran 224 px crops; a trainer model at another size (the default recipe's 160)
+            # is not the seed's cost, so the seed architecture stands in for it.
+            if tuple(model.input_shape[1:3]) == (CROP["size"], CROP["size"]):
+                return model, str(path)
+    return build_seed_model(), "seed architecture, ImageNet backbone (no 224 px trainer model in runs/)"
 
 
 def calibration_crops(count: int = 32) -> np.ndarray:
