@@ -138,6 +138,19 @@ def pointer(state_dir: str | Path, name: str) -> Path | None:
     return target if target.is_dir() else None
 
 
+def not_a_store_link(path: Path) -> str | None:
+    """Why the store's ``current`` or ``previous`` at ``path`` is not the link installs manage (a folder
+    or file copied there by hand, which the gate never loads), with how to install it; None when it is
+    a link or absent."""
+    if path.is_symlink() or not os.path.lexists(path):
+        return None
+    kind = "folder" if path.is_dir() else "file"
+    keep = path.parent.parent / f"hand-copied-{path.name}"
+    return (f"{path} is a {kind}, not the link that bundle install manages (copied there by hand?), and "
+            f"the gate does not load it. To keep it as a bundle: mv {path} {keep} && maskipy-edge bundle "
+            f"install {keep}; to drop it: rm -r {path}")
+
+
 def current_bundle_dir(state_dir: str | Path) -> Path | None:
     """The installed bundle the runtime should load, resolved so a later swap cannot mix its files.
 

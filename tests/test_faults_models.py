@@ -101,6 +101,46 @@ def test_a_deleted_current_version_keeps_the_running_model_on_reload(installed, 
         runtime.close()
 
 
+def hand_copy_over_current(state: Path, source: Path) -> Path:
+    """What an operator does without the installer: replace the ``current`` link with a real folder."""
+    import shutil
+
+    current = state / "models" / "current"
+    current.unlink()
+    shutil.copytree(source, current)
+    return current
+
+
+def test_a_hand_copied_current_folder_keeps_the_running_model_on_reload(installed, scene_frames, caplog):
+    """`cp -r bundle current` over the link, then SIGHUP: the gate does not load a folder the store
+    does not manage, so it must not silently switch to the built-in model either; it keeps the one
+    it runs and says how to install the folder."""
+    state, current, _ = installed
+    runtime = gate(state, scene_frames[:2])
+    try:
+        running = runtime.classifier
+        folder = hand_copy_over_current(state, current)
+        assert runtime.reload_model() is False
+        assert runtime.bundle.directory == current and runtime.classifier is running
+        assert f"{folder} is a folder" in caplog.text and "maskipy-edge bundle install" in caplog.text
+    finally:
+        runtime.close()
+
+
+def test_a_hand_copied_current_folder_at_start_is_a_loud_fallback(installed, scene_frames, caplog):
+    """At start the same folder is not loaded either: the gate runs the previous model and says why,
+    in the log and in its status, instead of starting on another model without a word."""
+    state, current, previous = installed
+    hand_copy_over_current(state, current)
+    runtime = gate(state, scene_frames[:2])
+    try:
+        assert runtime.bundle.directory == previous
+        assert runtime.status_line().startswith("DEGRADED (fallback to the previous")
+        assert "is a folder" in caplog.text and "maskipy-edge bundle install" in caplog.text
+    finally:
+        runtime.close()
+
+
 def test_a_deploy_during_start_up_is_loaded(installed, scene_frames):
     from maskipy.edge.swap import cli as swap
 

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..bundle import CURRENT, Bundle, current_bundle_dir, models_dir
+from ..bundle import CURRENT, Bundle, current_bundle_dir, models_dir, not_a_store_link
 from ..config import EdgeConfig
 from ..service.running import write_running
 from .load import load_model, load_start_model, resolve_model
@@ -66,10 +66,14 @@ class LiveModel:
 
     def _deployed_model_gone(self) -> str | None:
         """Why a reload must not fall through to the built-in model: the store's ``current`` link is
-        there but its version directory is not (deleted by hand). None when nothing is amiss."""
+        there but its version directory is not (deleted by hand), or ``current`` is a folder copied
+        there by hand. None when nothing is amiss."""
         if self.explicit:
             return None
         link = models_dir(self.config.counts.state_dir) / CURRENT
+        hand_copied = not_a_store_link(link)
+        if hand_copied:
+            return hand_copied
         if link.is_symlink() and current_bundle_dir(self.config.counts.state_dir) is None:
             return (f"the deployed model is gone ({link} points to a missing directory); install one with "
                     f"maskipy-edge bundle install DIR or go back with maskipy-edge bundle rollback")

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bundle import Bundle, current_bundle_dir, load_bundle, previous_bundle_dir
+from ..bundle import (
+    CURRENT,
+    Bundle,
+    current_bundle_dir,
+    load_bundle,
+    models_dir,
+    not_a_store_link,
+    previous_bundle_dir,
+)
 from ..config import EdgeConfig
 from ..errors import MaskipyError, ModelError
 from . import build_classifier
@@ -62,9 +70,14 @@ def load_start_model(config: EdgeConfig, explicit: str | Path | None) -> StartMo
     """
     state = config.counts.state_dir
     deployed = None if explicit else current_bundle_dir(state)
-    if explicit or deployed is None:
+    # A folder copied over the ``current`` link is never loaded: say so, as for a current that fails.
+    hand_copied = None if explicit else not_a_store_link(models_dir(state) / CURRENT)
+    if explicit or (deployed is None and hand_copied is None):
         return StartModel(*load_model(config, explicit), deployed)
     problems: list[str] = []
+    if hand_copied:
+        problems.append(f"current: {hand_copied}")
+        log.error("model: cannot load the current model: %s", hand_copied)
     choices = (("current", deployed), ("previous", previous_bundle_dir(state)), ("built-in", None))
     for name, location in choices:
         if location is None and name != "built-in":

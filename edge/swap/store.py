@@ -20,6 +20,7 @@ from ..bundle import (
     PREVIOUS,
     Bundle,
     bundle_files,
+    not_a_store_link,
     pointer,
 )
 from ..errors import DeployError
@@ -57,15 +58,9 @@ def check_links(models: Path) -> None:
     """Refuse a store whose ``current`` or ``previous`` is not the link installs manage (a folder or
     file copied there by hand): switching it would fail halfway or replace what the operator put there."""
     for name in (CURRENT, PREVIOUS):
-        path = models / name
-        if path.is_symlink() or not os.path.lexists(path):
-            continue
-        kind = "folder" if path.is_dir() else "file"
-        keep = models.parent / f"hand-copied-{name}"
-        raise DeployError(
-            f"{path} is a {kind}, not the link that bundle install manages (copied there by hand?); "
-            f"nothing was changed, and the gate does not load it. To keep it as a bundle: mv {path} {keep} "
-            f"&& maskipy-edge bundle install {keep}; to drop it: rm -r {path}; then install again")
+        problem = not_a_store_link(models / name)
+        if problem:
+            raise DeployError(f"{problem}; nothing was changed: install again after that")
 
 
 def switch(models: Path, current: Path, previous: Path | None) -> None:
