@@ -12,6 +12,9 @@ photos, held-out identities of ``realworld-photos`` (the recipe's grouped test s
 - MACs per face and the Pi 4 estimate (``pi_estimate.classifier_pi4_ms``), this machine's ms a call;
 - a plot of the curves (``bench/results/input_size.png``).
 
+``--flip`` adds a row per bundle with test-time flip: each face's probabilities averaged with its
+mirror image's (twice the classifier's time).
+
     python bench/input_size.py --model 160=edge/models/default --model 224=runs/size-224-bundle
 """
 
@@ -36,6 +39,22 @@ from maskipy.trainer.evaluate import Evaluator
 FALSE_ALARM_BUDGETS = (0.015, 0.026, 0.044)
 WEIGHTS = np.geomspace(0.02, 3.0, 80)
 ALERTS = ("improperly_masked", "unmasked")
+
+
+class FlipAveraged:
+    """A classifier whose ``classify`` averages each crop's calibrated probabilities with its mirror
+    image's (test-time flip); everything else is the wrapped classifier's."""
+
+    def __init__(self, classifier: Any) -> None:
+        self.inner = classifier
+
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        crops = np.asarray(crops)
+        mirrored = np.ascontiguousarray(crops[..., ::-1, :])  # width is the second-last axis
+        return (self.inner.classify(crops) + self.inner.classify(mirrored)) / 2
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 def scored(evaluator: Evaluator, images: list[tuple[Path, str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -79,11 +98,13 @@ def operating_curve(probs: np.ndarray, true: np.ndarray, labels: list[str], weig
                        "improper_recall": recall}}
 
 
-def measure(name: str, bundle: str, config: Path) -> dict[str, Any]:
+def measure(name: str, bundle: str, config: Path, flip: bool = False) -> dict[str, Any]:
     images = split_images(config, "realworld-photos")
-    row: dict[str, Any] = {"bundle": repo_relative(Path(bundle).resolve())}
+    row: dict[str, Any] = {"bundle": repo_relative(Path(bundle).resolve()), "flip": flip}
     for mode, detector in (("crops", None), ("detected", load_edge_config(None).detector)):
         evaluator = Evaluator(bundle, detector, crop_margin=0.2)
+        if flip:
+            evaluator.classifier = FlipAveraged(evaluator.classifier)
         probs, true = scored(evaluator, images)
         weights = np.asarray(evaluator.classifier.decision.weights, np.float32)
         row[mode] = operating_curve(probs, true, list(evaluator.bundle.labels), weights)
@@ -106,7 +127,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     for axis, mode in zip(axes, ("crops", "detected"), strict=True):
         for name, row in result["bundles"].items():
             curve = np.asarray(row[mode]["curve"])
-            line, = axis.plot(curve[:, 1] * 100, curve[:, 2], label=f"{name} ({row['crop_size']} px)")
+            line, = axis.plot(curve[:, 1] * 100, curve[:, 2], label=f"{name} ({row['crop_size']} px)",
+                              linestyle="--" if row["flip"] else "-")
             chosen = row[mode]["chosen"]
             axis.plot(chosen["false_alarms"] * 100, chosen["improper_recall"], "o", color=line.get_color())
         axis.set_title(f"realworld-photos test, {mode} (dot: the bundle's own decision)")
@@ -126,6 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the recipe whose grouped test split is used (the split does not depend "
                              "on the crop size)")
     parser.add_argument("--plot", type=Path, default=RESULTS / "input_size.png")
+    parser.add_argument("--flip", action="store_true", help="also each bundle with test-time flip")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,8 +157,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("input_size: error: --model takes NAME=BUNDLE, e.g. --model 160=edge/models/default")
     files = {f"classifier:{name}": Path(path) / "model.tflite" for name, path in pairs}
     record = provenance(None, files=files)
+    bundles = {name: measure(name, path, args.config) for name, path in pairs}
+    if args.flip:
+        bundles |= {f"{name}+flip": measure(name, path, args.config, flip=True) for name, path in pairs}
     result = {"benchmark": "input_size", "false_alarm_budgets": FALSE_ALARM_BUDGETS,
-              "bundles": {name: measure(name, path, args.config) for name, path in pairs},
+              "bundles": bundles,
               "plot": repo_relative(args.plot), "provenance": record}
     plot(result, args.plot)
     return result

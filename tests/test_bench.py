@@ -275,3 +275,39 @@ def test_edge_pipeline_options_take_list_values():
                          "detector.every_n_frames": "6"}
     assert parse_option("tracking.max_age=3,closeup_cascades=")[1] == {
         "tracking.max_age": "3", "detector.closeup_cascades": ""}
+
+
+def test_input_size_curves_trade_false_alarms_for_improper_recall_and_find_the_bundle_point():
+    from input_size import operating_curve
+
+    labels = ["properly_masked", "improperly_masked", "unmasked", "not_face"]
+    # Two properly masked faces (one leaning improper), two improperly masked (one leaning proper).
+    probs = np.array([[0.9, 0.1, 0, 0], [0.6, 0.4, 0, 0], [0.3, 0.7, 0, 0], [0.7, 0.3, 0, 0]], np.float32)
+    true = np.array([0, 0, 1, 1])
+    result = operating_curve(probs, true, labels, np.ones(4, np.float32))
+    assert result["chosen"] == {"weight": 1.0, "false_alarms": 0.0, "improper_recall": 0.5}
+    # Raising the improper weight past 0.7/0.3 catches both improper faces but alarms the leaning one.
+    points = {(fa, r) for _, fa, r in result["curve"]}
+    assert (0.5, 1.0) in points and (0.0, 1.0) not in points
+    assert result["improper_recall_at_false_alarms"]["0.015"] == 0.5
+    assert all(r <= 1.0 for _, _, r in result["curve"])
+
+
+def test_input_size_flip_averages_a_crop_with_its_mirror_image():
+    from input_size import FlipAveraged
+
+    class Left:
+        """Scores a crop by how bright its left half is: a mirror image scores the right half."""
+        decision = "kept"
+
+        def classify(self, crops):
+            crops = np.asarray(crops, np.float32)
+            left = crops[..., : crops.shape[-2] // 2, :].mean(axis=(-3, -2, -1))
+            return np.stack([left, 1 - left], axis=-1).reshape(-1, 2)
+
+    crop = np.zeros((4, 4, 3), np.float32)
+    crop[:, :2] = 1.0  # bright on the left only
+    assert Left().classify(crop)[0, 0] == 1.0
+    flipped = FlipAveraged(Left())
+    np.testing.assert_allclose(flipped.classify(crop), [[0.5, 0.5]])
+    assert flipped.decision == "kept"
