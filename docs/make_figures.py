@@ -20,7 +20,7 @@ RESULTS = DOCS.parent / "bench" / "results" / "accuracy.json"
 STAGES = [  # (step, what it does, where it lives in edge/)
     ("camera", "picamera2 / USB /\nvideo / photos", "sources/"),
     ("detect", "YuNet face detector\n320 px long side", "detectors/"),
-    ("crop", "box + 20 %\n224 × 224 RGB", "pipeline.py"),
+    ("crop", "box + 20 %\n160 × 160 RGB", "pipeline.py"),
     ("classify", "int8 MobileNetV2\n+ calibrated decision", "classifier/"),
     ("track", "IoU tracks, vote\nof last 5 frames", "tracking.py"),
     ("outputs", "LED · buzzer · counts\nMQTT · status page", "outputs/, web/"),
