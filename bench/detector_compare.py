@@ -369,7 +369,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results[name] = evaluate(CONFIGS[name], photos, frames, close, timing, verifier)
         results[name]["cost"] = cost(name, CONFIGS[name], results[name]["ms_640x480"], cpu_factor)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    classifier_pi4 = classifier_pi4_ms(str(bundle / "model.tflite"))
+    classifier_pi4 = classifier_pi4_ms(model_macs(bundle / "model.tflite"))
     return {"benchmark": "detector_compare", "seed": SEED, "test_fraction": TEST_FRACTION,
             "photos": len(photos), "faces": sum(len(f) for _, f in photos), "closeups": len(close),
             "timing_frames": len(timing), "haar_320_reference_ms": reference, "cpu_factor": cpu_factor,

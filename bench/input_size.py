@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy import split_images
 from bench_common import REPO, RESULTS, bench_main, format_table, provenance, repo_relative
-from pi_estimate import classifier_pi4_ms, model_figures
+from model_macs import invoke_ms, model_macs
+from pi_estimate import classifier_pi4_ms
 
 from maskipy.edge.config import load_edge_config
 from maskipy.trainer.evaluate import Evaluator
@@ -109,11 +110,11 @@ def measure(name: str, bundle: str, config: Path, flip: bool = False) -> dict[st
         weights = np.asarray(evaluator.classifier.decision.weights, np.float32)
         row[mode] = operating_curve(probs, true, list(evaluator.bundle.labels), weights)
         print(f"{name} {mode}: {row[mode]['n']} faces", file=sys.stderr)
-    model = str(Path(bundle) / "model.tflite")
-    figures = model_figures(model, threads=2)
+    model = Path(bundle) / "model.tflite"
+    info = model_macs(model)
     row["crop_size"] = evaluator.bundle.crop_spec.size
-    row["cost"] = {"mmacs": figures["mmacs"], "pi4_ms": classifier_pi4_ms(model),
-                   "x86_invoke_ms_2_threads": figures["x86_invoke_ms"]}
+    row["cost"] = {"mmacs": info["mmacs"], "pi4_ms": classifier_pi4_ms(info),
+                   "x86_invoke_ms_2_threads": invoke_ms(model, threads=2)}
     return row
 
 

@@ -60,21 +60,23 @@ def model_figures(path: str, threads: int, runs: int = 20, input_size: int = 0) 
     """MACs, compute dtype, Pi 4 ms per call (estimated) and this machine's ms per invoke, at
     ``input_size`` (0: the model's own input size)."""
     info = model_macs(path, input_size)
-    slowdown = PI_THREAD_SLOWDOWN.get(min(4, threads), 1.0)
-    dtype_factor = 1.0 if "int8" in info["compute_dtype"] else FLOAT_OVER_INT8
-    pi4_ms = info["mmacs"] / PI4_INT8_MMAC_PER_MS * dtype_factor * slowdown
     return {"path": path, "mmacs": info["mmacs"], "compute_dtype": info["compute_dtype"],
-            "input_shape": info["input_shape"], "threads": threads, "pi4_ms_estimate": round(pi4_ms, 2),
+            "input_shape": info["input_shape"], "threads": threads,
+            "pi4_ms_estimate": round(tflite_pi4_ms(info, threads), 2),
             "x86_invoke_ms": invoke_ms(path, threads, runs, input_size)}
 
 
-def classifier_pi4_ms(path: str) -> dict[int, float]:
-    """The Pi 4 estimate of one classifier call at 2 and 4 threads, from the model's own MACs (the
-    shipped classifier is int8; at 224 px this is the public 22 ms figure, at 160 px about half)."""
-    info = model_macs(path)
+def tflite_pi4_ms(info: dict[str, Any], threads: int) -> float:
+    """Pi 4 ms of one call of a TFLite model at ``threads``, from ``model_macs``'s MACs and compute dtype."""
+    slowdown = PI_THREAD_SLOWDOWN.get(min(4, threads), 1.0)
     dtype_factor = 1.0 if "int8" in info["compute_dtype"] else FLOAT_OVER_INT8
-    return {t: round(info["mmacs"] / PI4_INT8_MMAC_PER_MS * dtype_factor * PI_THREAD_SLOWDOWN[t], 1)
-            for t in (2, 4)}
+    return info["mmacs"] / PI4_INT8_MMAC_PER_MS * dtype_factor * slowdown
+
+
+def classifier_pi4_ms(info: dict[str, Any]) -> dict[int, float]:
+    """The Pi 4 estimate of one classifier call at 2 and 4 threads, from ``model_macs(path)`` of the
+    model (the shipped classifier is int8; at 224 px this is the public 22 ms, at 160 px about half)."""
+    return {t: round(tflite_pi4_ms(info, t), 1) for t in (2, 4)}
 
 
 def yunet_figures(model: str, long_side: int, threads: int, runs: int = 20) -> dict[str, Any]:
