@@ -62,7 +62,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -377,13 +377,22 @@ def on_face(box: Box, face: Box) -> bool:
     return iou(box, face) >= MATCH_IOU or (inside and 0.5 <= box[2] / max(1, face[2]) <= 2.0)
 
 
+# Called with a walk's runtime; returns what to call after each frame with the person's box in it.
+Instrument = Callable[[Any], Callable[[Box | None], None]]
+
+
 def walk_one(config: EdgeConfig, bundle: Path, face: bench_frames.Face, walk: Walk,
-             rng: np.random.Generator) -> dict[str, Any]:
-    """One person through a fresh runtime: their counts, bystander counts and stray counts."""
+             rng: np.random.Generator, instrument: Instrument | None = None) -> dict[str, Any]:
+    """One person through a fresh runtime: their counts, bystander counts and stray counts.
+
+    ``instrument(runtime)``, when given, is called once the runtime is built and returns a callback
+    called after each frame with the person's pasted box in it (None before they enter), so another
+    bench can look inside the same walk (``vote_rules.py``)."""
     alert = set(config.outputs.alert_classes)
     own = bench_frames.own_faces(FRAME_SIZE, walk.background)
     clock = Clock(float(config.camera.fps))
     runtime = make_runtime(config, bundle, stills=False, clock=clock)
+    after_frame = instrument(runtime) if instrument is not None else None
     mine: list[tuple[int, str, int]] = []
     bystander = 0
     stray: list[dict[str, Any]] = []
@@ -398,6 +407,8 @@ def walk_one(config: EdgeConfig, bundle: Path, face: bench_frames.Face, walk: Wa
                 else:
                     stray.append({"frame": index - walk.lead, "box": list(event.box), "label": event.label,
                                   "iou_with_person": round(iou(event.box, truth), 3) if truth else None})
+            if after_frame is not None:
+                after_frame(truth)
     finally:
         runtime.close()
     first = mine[0] if mine else None
@@ -409,8 +420,9 @@ def walk_one(config: EdgeConfig, bundle: Path, face: bench_frames.Face, walk: Wa
 
 
 def walk_mode(config: EdgeConfig, bundle: Path, data: Path, photos: list[tuple[str, list[dict[str, Any]]]],
-              per_class: int, seed: int) -> dict[str, Any]:
-    """``per_class`` people per class walking up to the gate (module docstring)."""
+              per_class: int, seed: int, instrument: Instrument | None = None) -> dict[str, Any]:
+    """``per_class`` people per class walking up to the gate (module docstring); ``instrument`` is
+    passed to each person's ``walk_one``, in the order of the result's ``people``."""
     people = walk_faces(data, photos, per_class, seed)
     scenes = len(bench_frames.scene_photos())
     jobs = [(label, k, face, path) for label in CLASSES for k, (face, path) in enumerate(people[label])]
@@ -418,7 +430,7 @@ def walk_mode(config: EdgeConfig, bundle: Path, data: Path, photos: list[tuple[s
     for label, k, face, path in progress(jobs, "walk"):
         rng = np.random.default_rng([seed, CLASSES.index(label), k])
         walk = plan_walk(face, rng, config.detector.every_n_frames, scenes)
-        record = walk_one(config, bundle, face, walk, rng)
+        record = walk_one(config, bundle, face, walk, rng, instrument)
         record.update({"photo": path, "face_width": face.box[2], "background": walk.background,
                        "background_photo": "/".join(bench_frames.scene_photos()[walk.background].parts[-2:])})
         records.append(record)

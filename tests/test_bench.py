@@ -311,3 +311,29 @@ def test_input_size_flip_averages_a_crop_with_its_mirror_image():
     flipped = FlipAveraged(Left())
     np.testing.assert_allclose(flipped.classify(crop), [[0.5, 0.5]])
     assert flipped.decision == "kept"
+
+
+def test_lower_face_separation_counts_only_improper_calls_on_properly_masked_faces():
+    from lower_face import operating_points, separation_auc
+
+    # Properly masked faces: one called unmasked (not what a nose crop is for, not counted), one
+    # leaning improper. Improperly masked faces: one clear, one leaning proper.
+    probs = np.array([[0.2, 0.0, 0.8], [0.6, 0.4, 0.0], [0.1, 0.9, 0.0], [0.7, 0.3, 0.0]], np.float32)
+    truth = np.array([0, 0, 1, 1])
+    points = operating_points(probs, truth)
+    # At weight 1 nothing proper is called improper and one improper face is caught.
+    assert points["0.015"] == 0.5
+    # p(I)/(p(I)+p(P)): proper 0.0 and 0.4, improper 0.9 and 0.3: 3 of 4 pairs ranked right.
+    assert points["auc"] == pytest.approx(0.75)
+    assert separation_auc(probs[[1, 2]], np.array([False, True])) == 1.0
+
+
+def test_lower_face_square_is_centred_where_asked():
+    from lower_face import face_box, square
+
+    image = np.zeros((140, 140, 3), np.uint8)
+    image[60:80, 60:80] = 255  # a bright patch around (70, 70)
+    out = square(image, 70, 70, 40, 40)
+    assert out.shape == (40, 40, 3) and out[20, 20, 0] == 255 and out[2, 2, 0] == 0
+    # A crop cut with 20 % margin each side: the face is the middle 1/1.4 of it.
+    assert face_box((140, 140, 3)) == pytest.approx((20, 20, 100, 100))
