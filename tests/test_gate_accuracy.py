@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -95,3 +96,38 @@ def test_quick_run_writes_consistent_counts(tmp_path, shared_data):
     counted = [p for p in walk["people"] if p["counted_as"] is not None]
     assert counted, "nobody walking up to the gate was counted"
     assert all(0 <= p["count_frame"] < walk["frames_per_walk"] for p in counted)
+
+
+def test_vote_rules_replay_follows_the_tracker_and_waits_when_unsure():
+    from vote_rules import Rule, replay
+
+    labels = ("properly_masked", "improperly_masked", "unmasked", "not_face")
+    weights = np.ones(4, np.float32)
+    settings = {"reject": "not_face", "min_confidence": 0.0, "vote_frames": 5}
+    proper, improper = np.array([0.8, 0.2, 0, 0]), np.array([0.1, 0.9, 0, 0])
+    close, not_face = np.array([0.45, 0.55, 0, 0]), np.array([0, 0, 0, 1.0])
+    # Majority: two improper votes of three settle it; a not_face frame is no vote.
+    sequence = [improper, not_face, proper, improper]
+    assert replay(Rule("majority", 1, 2), sequence, weights, labels, **settings) == ("improperly_masked", 3)
+    # Soft: the mean of the first two votes (0.625 vs 0.375 properly masked) counts at once.
+    assert replay(Rule("soft", 1, 2), [proper, close], weights, labels, **settings) == ("properly_masked", 2)
+    # Unsure: a 0.1 lead is inside a 0.2 margin, so it waits; one more clear frame decides.
+    unsure = Rule("unsure", 1, 2, 0.2)
+    assert replay(unsure, [close, close], weights, labels, **settings) == (None, None)
+    assert replay(unsure, [close, close, improper], weights, labels, **settings) == ("improperly_masked", 3)
+    # With five votes it stops waiting and counts what the soft vote says.
+    assert replay(unsure, [close] * 6, weights, labels, **settings) == ("improperly_masked", 5)
+
+
+def test_vote_rules_replay_of_the_shipped_rule_counts_what_the_runtime_counted(shared_data, tmp_path):
+    import vote_rules
+
+    out = tmp_path / "vote_rules.json"
+    assert vote_rules.main(["--walk", "1", "--data", str(shared_data), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    agree = data["replay_agrees_with_runtime"]
+    assert agree["of"] == sum(data["people"].values()) >= 2 and agree["people"] == agree["of"]
+    shipped = next(r for r in data["rows"] if r["rule"].startswith("majority") and r["min_votes"] == 2
+                   and r["improper_weight"] == round(data["bundle_weights"]["improperly_masked"], 4))
+    for label in ("properly_masked", "improperly_masked", "unmasked"):
+        assert shipped[label]["right"] == data["runtime"][label]["right"]
