@@ -157,3 +157,27 @@ def test_oversample_adds_augmented_views_of_one_real_class_only(tmp_path):
     assert extra.labels == ["improperly_masked", "improperly_masked"] and extra.copies == 3
     targets = _targets(inputs, parts, config.labels)["train"]
     assert len(targets) == 4 * 2 + 2 * 3
+
+
+def test_training_lets_pixels_go_once_they_are_features(tmp_path):
+    """Crops are the bulk of training memory: the split keeps one copy, the released splits and
+    inputs none, and labels, identities and counts survive (the model's metadata needs them)."""
+    from maskipy.trainer.crops import CropSet
+    from maskipy.trainer.train import _targets, _without_pixels, training_inputs
+
+    crops = np.arange(4 * 8 * 8 * 3, dtype=np.uint8).reshape(4, 8, 8, 3)
+    whole = CropSet(crops, ["unmasked", "improperly_masked", "unmasked", "properly_masked"],
+                    ["a", "b", "c", "d"], ["realworld-photos"] * 4, ["precropped"] * 4, ["p"] * 4, ["x.jpg"])
+    bare = whole.without_pixels()
+    assert bare.crops.shape == (0, 8, 8, 3) and bare.crops.dtype == np.uint8 and crops.shape == (4, 8, 8, 3)
+    assert (bare.labels, bare.groups, bare.skipped) == (whole.labels, whole.groups, whole.skipped)
+    parts = {"train": whole, "val": whole.select(np.zeros(4, bool)), "test": whole.select(np.zeros(4, bool))}
+    config = tiny_train_config(SHARED, tmp_path, views=1, synth_masks=False,
+                               oversample=("realworld-photos/improperly_masked:2",))
+    inputs = training_inputs(parts, config, DetectorConfig())
+    targets = _targets(inputs, parts, config.labels)
+    released_parts, released_inputs = _without_pixels(parts, inputs)
+    assert all(len(p.crops) == 0 for p in released_parts.values())
+    assert all(len(i.crops) == 0 for i in released_inputs)
+    again = _targets(released_inputs, released_parts, config.labels)
+    assert all(np.array_equal(targets[k], again[k]) for k in targets)

@@ -46,6 +46,11 @@ class CropSet:
         return CropSet(self.crops[idx], pick(self.labels), pick(self.groups), pick(self.sources),
                        pick(self.how), pick(self.paths), self.skipped)
 
+    def without_pixels(self) -> CropSet:
+        """The same crops' labels, identities and provenance with no pixels (an empty array): what is
+        left to keep once the pixels are copied elsewhere or turned into features."""
+        return dataclasses.replace(self, crops=np.empty((0, *self.crops.shape[1:]), self.crops.dtype))
+
 
 # A detected box stands for a precropped face's annotated box when they overlap at least this much.
 PRECROPPED_MIN_IOU = 0.3
