@@ -128,8 +128,11 @@ build_venv() {
 sys.stdout.write(zipfile.ZipFile(sys.argv[1]).read("homeassistant/package_constraints.txt").decode())' \
         "$wheel" >"$VENV/package_constraints.txt" || die "$wheel has no package_constraints.txt"
     say "installing $ha and the requirements of the integrations it loads (a few minutes the first time)"
-    # The sdists' C extensions need Trixie's Python headers; its pyconfig.h includes <x86_64-linux-gnu/...>.
-    CPPFLAGS="-I$ROOT/usr/include" "$VENV/bin/pip" install -q --disable-pip-version-check \
+    # The sdists' C extensions (built where the index has no cp313 wheel) need Trixie's Python headers,
+    # whose pyconfig.h includes <x86_64-linux-gnu/python3.13/...>. -idirafter, not -I: the sysroot fills
+    # in only what the host lacks, so the host compiler keeps its own libc headers (Trixie's stdint.h
+    # wants bits/ headers from a newer glibc than the host compiler's search path holds).
+    CPPFLAGS="-idirafter $ROOT/usr/include" "$VENV/bin/pip" install -q --disable-pip-version-check \
         -r "$HERE/requirements.txt" -c "$VENV/package_constraints.txt" \
         || die "pip cannot install $HERE/requirements.txt (output above)"
     "$VENV/bin/hass" --version >/dev/null || die "$VENV/bin/hass does not run"
