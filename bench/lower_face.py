@@ -127,13 +127,6 @@ def views(samples: list[tuple[Path, str]], size: int, detector: Any) -> dict[str
             "landmarks_placed": placed}
 
 
-def features(extractor: Any, crops: np.ndarray) -> np.ndarray:
-    from maskipy.edge.preprocess import scale_pixels
-
-    return np.concatenate([extractor.predict_on_batch(scale_pixels(crops[i:i + 64]))
-                           for i in range(0, len(crops), 64)]).astype(np.float32)
-
-
 def design(variant: str, f: dict[str, np.ndarray]) -> np.ndarray:
     parts = {"face": ["face"], "face+mirror": ["face", "mirror"], "lower": ["lower"],
              "face+lower": ["face", "lower"], "face+lower(landmarks)": ["face", "landmarks"]}[variant]
@@ -212,6 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from maskipy.edge.config import load_edge_config
     from maskipy.edge.detectors import build_detector
     from maskipy.trainer.config import load_train_config
+    from maskipy.trainer.features import extract
     from maskipy.trainer.model import build_feature_extractor
 
     started = time.perf_counter()
@@ -225,10 +219,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     placed: dict[str, Any] = {}
     for name, samples in splits.items():
         crops = views(samples, args.size, detector)
-        f = {"face": features(extractor, crops["face"]),
-             "mirror": features(extractor, np.ascontiguousarray(crops["face"][:, :, ::-1])),
-             "lower": features(extractor, crops["lower"]),
-             "landmarks": features(extractor, crops["landmarks"])}
+        f = {"face": extract(extractor, crops["face"], desc=f"{name} face"),
+             "mirror": extract(extractor, np.ascontiguousarray(crops["face"][:, :, ::-1]),
+                               desc=f"{name} mirror"),
+             "lower": extract(extractor, crops["lower"], desc=f"{name} lower"),
+             "landmarks": extract(extractor, crops["landmarks"], desc=f"{name} landmarks")}
         for variant in VARIANTS:
             x[variant][name] = design(variant, f)
         y[name] = crops["labels"]

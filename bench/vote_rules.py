@@ -47,6 +47,7 @@ import gate_accuracy
 from bench_common import DATA, bench_main, format_table, provenance, resolve_bundle
 from detector_compare import test_photos
 
+from maskipy.edge.classifier.decision import DecisionRule
 from maskipy.edge.geometry import iou
 from maskipy.edge.preprocess import Box
 from maskipy.edge.tracking import Track
@@ -129,12 +130,13 @@ def person_sequence(frames: list[tuple[Box | None, list[tuple[Box, np.ndarray]] 
 def replay(rule: Rule, sequence: list[np.ndarray], weights: np.ndarray, labels: tuple[str, ...],
            reject: str, min_confidence: float, vote_frames: int) -> tuple[str | None, int | None]:
     """The class the rule counts the person as and after how many votes (None: not counted)."""
+    choose = DecisionRule(1.0, tuple(map(float, weights))).choose  # the probabilities are calibrated
     keep = np.array([label != reject for label in labels])
     window: deque[np.ndarray] = deque(maxlen=vote_frames)
     track = Track(0, (0, 0, 0, 0), 0.0, 0.0, deque(maxlen=vote_frames))
     votes = 0
     for probs in sequence:
-        pick = int(np.argmax(probs * weights))
+        pick = int(choose(probs[None])[0])
         if labels[pick] == reject or probs[pick] < min_confidence:
             continue
         votes += 1
@@ -189,7 +191,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from maskipy.edge.bundle import load_bundle
-    from maskipy.edge.classifier.decision import DecisionRule
 
     started = time.perf_counter()
     bundle, origin = resolve_bundle(args.model)
